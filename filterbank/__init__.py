@@ -1,0 +1,15 @@
+"""filterbank: fast, exact, differentiable IIR filters and filterbanks for PyTorch.
+
+Contents, from the top:
+
+* ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt` (re-exported here).
+* ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
+* ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
+  torch, the ground truth) and ``cpu`` (numba).
+"""
+
+from .functional import lfilter, sosfilt
+
+__version__ = "0.1.0"
+
+__all__ = ["lfilter", "sosfilt", "__version__"]

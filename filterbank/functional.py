@@ -1,0 +1,234 @@
+"""Functional API: ``lfilter`` and ``sosfilt`` on torch tensors, with state.
+
+Plain functions of tensors that check their arguments, broadcast them, and
+call the op layer (``filterbank._ops``). Coefficient tensors broadcast
+against the input's dimensions other than ``axis``; a bank of ``n`` filters
+over one signal is ``lfilter(b, a, x.unsqueeze(-2))`` with ``b``, ``a`` of shape
+``(n, order + 1)``, and the input is read, never copied ``n`` times.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from . import _ops
+
+__all__ = ["lfilter", "sosfilt"]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------
+# Argument checks: each names the argument, what was expected and what came.
+
+
+def _check_tensor(name: str, value, reference: Optional[Tensor] = None) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor; got {type(value).__name__} "
+            f"(convert it with torch.as_tensor({name}, dtype=x.dtype))"
+        )
+    if value.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a real floating-point tensor (float16, bfloat16, float32 or float64); got {value.dtype}"
+        )
+    if reference is not None:
+        if value.dtype != reference.dtype:
+            raise TypeError(
+                f"{name} has dtype {value.dtype} but x has dtype {reference.dtype}; "
+                f"convert one of them explicitly (filterbank casts nothing silently)"
+            )
+        if value.device != reference.device:
+            raise ValueError(f"{name} is on {value.device} but x is on {reference.device}; move them to one device")
+
+
+def _normalise_axis(axis, ndim: int) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"axis must be an int; got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}] for x with {ndim} dimensions; got {axis}")
+    return axis % ndim
+
+
+def _check_nonzero_leading(name: str, leading: Tensor, label: str) -> None:
+    # Data-dependent, so skipped while torch.compile traces; the op checks again.
+    if torch.compiler.is_compiling():
+        return
+    zero = leading == 0
+    if bool(zero.any()):
+        where = ", ".join(str(int(i)) for i in zero.nonzero()[0])
+        raise ValueError(f"{label} must be non-zero; got 0 at {name}[{where}{', ' if where else ''}...]")
+
+
+def _broadcast(shapes: dict) -> torch.Size:
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        listed = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(
+            f"the batch dimensions do not broadcast: {listed} (x without its time axis; "
+            f"coefficients and zi without their trailing coefficient/state dimensions)"
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# The shared path: broadcast, flatten to channels, call the op, restore shapes.
+
+
+def _filter(x: Tensor, axis: int, b: Tensor, a: Tensor, zi: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Run cascades ``b, a: (..., S, K + 1)`` (zi: (..., S, K) or None) along ``axis``.
+
+    Returns ``y`` with the broadcast batch shape and the time axis at ``axis``
+    (counted from the end), and ``zf: (batch..., S, K)``.
+    """
+    n_sections, order = b.shape[-2], b.shape[-1] - 1
+    from_end = axis - x.ndim
+    signal = x.movedim(axis, -1)
+    n_time = signal.shape[-1]
+    shapes = {"x": signal.shape[:-1], "b": b.shape[:-2], "a": a.shape[:-2]}
+    if zi is not None:
+        shapes["zi"] = zi.shape[:-2]
+    batch = _broadcast(shapes)
+    n_channels = math.prod(batch)
+
+    # Dimensions along which x is already expanded (stride 0) are read as one
+    # row, so an expanded input is never materialised.
+    for dim in range(signal.ndim - 1):
+        if signal.stride(dim) == 0 and signal.shape[dim] > 1:
+            signal = signal.narrow(dim, 0, 1)
+    rows = signal.reshape(-1, n_time)
+    x_index = (
+        torch.arange(rows.shape[0], device=x.device).reshape(signal.shape[:-1]).expand(batch).reshape(n_channels)
+    )
+    b = b.expand(batch + b.shape[-2:]).reshape(n_channels, n_sections, order + 1)
+    a = a.expand(batch + a.shape[-2:]).reshape(n_channels, n_sections, order + 1)
+    if zi is None:
+        zi = x.new_zeros((n_channels, n_sections, order))
+    else:
+        zi = zi.expand(batch + zi.shape[-2:]).reshape(n_channels, n_sections, order)
+    y, zf = _ops.iir_cascade(rows, x_index, b, a, zi)
+    y = y.reshape(batch + (n_time,)).movedim(-1, from_end)
+    return y, zf.reshape(batch + (n_sections, order))
+
+
+# --------------------------------------------------------------------------
+# Public functions.
+
+
+def lfilter(
+    b: Tensor, a: Tensor, x: Tensor, *, zi: Optional[Tensor] = None, axis: int = -1
+) -> Union[Tensor, tuple[Tensor, Tensor]]:
+    """Filter ``x`` along ``axis`` with the IIR filter ``b / a``, like ``scipy.signal.lfilter``.
+
+    ``a[0] y[t] = sum_{k=0}^{M} b[k] x[t-k] - sum_{k=1}^{N} a[k] y[t-k]``
+
+    Coefficients are divided by ``a[..., 0]``. The leading dimensions of ``b``,
+    ``a`` and ``zi`` broadcast against the dimensions of ``x`` other than
+    ``axis``: ``lfilter(b, a, x.unsqueeze(-2))`` with ``b``, ``a`` of shape
+    ``(n_filters, order + 1)`` runs a bank of filters over each signal without
+    copying the signal. Differentiable in ``b``, ``a``, ``x`` and ``zi``.
+
+    Args:
+        b: (..., M + 1) numerator coefficients.
+        a: (..., N + 1) denominator coefficients, ``a[..., 0] != 0``.
+        x: (..., time, ...) input; float16/bfloat16 are computed in float32.
+            ``b``, ``a``, ``zi`` and ``x`` share one dtype and one device.
+        zi: (..., max(M, N)) initial state, scipy's transposed-direct-form-II
+            state (see ``scipy.signal.lfilter_zi``), state axis last. ``None``
+            means rest.
+        axis: the time axis of ``x``. The output keeps it at the same position
+            counted from the end.
+
+    Returns:
+        ``y`` of shape ``broadcast(batch)`` with the time axis at ``axis``, or
+        ``(y, zf)`` when ``zi`` is given, with zf: (broadcast batch..., max(M, N)).
+        Filtering in chunks and passing ``zf`` as the next ``zi`` equals one pass.
+
+    Equivalent Python loop (per channel, after dividing by a[0])::
+
+        for t in range(T):
+            y[t] = b[0] * x[t] + z[0]
+            z[i] = z[i + 1] + b[i + 1] * x[t] - a[i + 1] * y[t]   # z[K] = 0
+
+    Example:
+        >>> x = torch.randn(2, 16000)                       # (batch, time)
+        >>> b = torch.tensor([[0.2, 0.0, -0.2]] * 4)         # 4 band-pass biquads
+        >>> a = torch.tensor([[1.0, -1.6, 0.8]] * 4)
+        >>> lfilter(b, a, x.unsqueeze(-2)).shape            # (batch, filter, time)
+        torch.Size([2, 4, 16000])
+    """
+    _check_tensor("x", x)
+    _check_tensor("b", b, x)
+    _check_tensor("a", a, x)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
+    axis = _normalise_axis(axis, x.ndim)
+    for name, coefficients in (("b", b), ("a", a)):
+        if coefficients.ndim == 0 or coefficients.shape[-1] == 0:
+            raise ValueError(
+                f"{name} must have at least one coefficient in its last dimension; got shape {tuple(coefficients.shape)}"
+            )
+    order = max(b.shape[-1], a.shape[-1]) - 1
+    if zi is not None:
+        _check_tensor("zi", zi, x)
+        if zi.ndim == 0 or zi.shape[-1] != order:
+            raise ValueError(
+                f"zi must have shape (..., {order}) (max(len(b), len(a)) - 1 = {order} state values, last); "
+                f"got {tuple(zi.shape)}"
+            )
+    _check_nonzero_leading("a", a[..., 0], "a[..., 0]")
+    b = torch.nn.functional.pad(b, (0, order + 1 - b.shape[-1]))
+    a = torch.nn.functional.pad(a, (0, order + 1 - a.shape[-1]))
+    y, zf = _filter(x, axis, b.unsqueeze(-2), a.unsqueeze(-2), None if zi is None else zi.unsqueeze(-2))
+    return y if zi is None else (y, zf.squeeze(-2))
+
+
+def sosfilt(
+    sos: Tensor, x: Tensor, *, zi: Optional[Tensor] = None, axis: int = -1
+) -> Union[Tensor, tuple[Tensor, Tensor]]:
+    """Filter ``x`` along ``axis`` with cascaded second-order sections, like ``scipy.signal.sosfilt``.
+
+    Each section ``[b0, b1, b2, a0, a1, a2]`` is a biquad
+    ``a0 y[t] = b0 x[t] + b1 x[t-1] + b2 x[t-2] - a1 y[t-1] - a2 y[t-2]``,
+    and the output of one is the input of the next. The leading dimensions of
+    ``sos`` and ``zi`` broadcast against the dimensions of ``x`` other than
+    ``axis`` (a bank of cascades: ``sos`` of shape ``(n_filters, n_sections, 6)``
+    with ``x.unsqueeze(-2)``). Differentiable in ``sos``, ``x`` and ``zi``.
+
+    Args:
+        sos: (..., n_sections, 6), ``sos[..., 3] != 0``.
+        x: (..., time, ...) input, same dtype and device as ``sos``.
+        zi: (..., n_sections, 2) initial TDF-II state of each section (note:
+            scipy puts the section axis first; here the state axes are last).
+        axis: the time axis of ``x``.
+
+    Returns:
+        ``y``, or ``(y, zf)`` with zf: (broadcast batch..., n_sections, 2) when
+        ``zi`` is given.
+
+    Example:
+        >>> sos = torch.tensor([[[0.1, 0.2, 0.1, 1.0, -0.9, 0.3]] * 3] * 8)   # 8 cascades of 3 sections
+        >>> sosfilt(sos, torch.randn(16000).unsqueeze(-2)).shape             # (filter, time)
+        torch.Size([8, 16000])
+    """
+    _check_tensor("x", x)
+    _check_tensor("sos", sos, x)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
+    axis = _normalise_axis(axis, x.ndim)
+    if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] == 0:
+        raise ValueError(
+            f"sos must have shape (..., n_sections, 6) with n_sections >= 1; got {tuple(sos.shape)}"
+        )
+    n_sections = sos.shape[-2]
+    if zi is not None:
+        _check_tensor("zi", zi, x)
+        if zi.ndim < 2 or zi.shape[-2:] != (n_sections, 2):
+            raise ValueError(f"zi must have shape (..., {n_sections}, 2); got {tuple(zi.shape)}")
+    _check_nonzero_leading("sos", sos[..., 3], "sos[..., 3] (each section's a0)")
+    y, zf = _filter(x, axis, sos[..., :3], sos[..., 3:], zi)
+    return y if zi is None else (y, zf)
