@@ -396,7 +396,7 @@ def _backward_kernel(
             _load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
             _run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
             _shift_history(signals, shared, length, order)
-        for h in range(order):
+        for h in range(order if n_blocks else 0):
             hist_shared[n_blocks - 1, h] = shared[h]
             for s in range(n_sections + 1):
                 hist[n_blocks - 1, s, h, :] = signals[s, h, :]
