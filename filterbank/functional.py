@@ -100,7 +100,7 @@ def _filter(x: Tensor, axis: int, b: Tensor, a: Tensor, zi: Optional[Tensor]) ->
     for dim in range(signal.ndim - 1):
         if signal.stride(dim) == 0 and signal.shape[dim] > 1:
             signal = signal.narrow(dim, 0, 1)
-    rows = signal.reshape(-1, n_time)
+    rows = signal.reshape(math.prod(signal.shape[:-1]), n_time)
     x_index = (
         torch.arange(rows.shape[0], device=x.device).reshape(signal.shape[:-1]).expand(batch).reshape(n_channels)
     )
