@@ -145,3 +145,19 @@ def test_low_precision_by_ratio(rng, backend_name, dtype, rows, channels, sectio
     for name, got, truth, same in zip(NAMES, outputs + grads, truth_outputs + truth_grads, same_outputs + same_grads):
         assert got.dtype == dtype, name
         assert_close_low(got, truth, same, name)
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 5), torch.float32), ((512, 8192), torch.float32),
+                                          ((300, 7001), torch.float64), ((4096, 1024), torch.float16)])
+def test_output_buffers(shape, dtype):
+    # Large float buffers are mapped with huge pages; whatever the path, they
+    # are ordinary contiguous tensors that do not share memory.
+    from filterbank.kernels import _memory
+
+    first, second = _memory.empty(shape, dtype), _memory.empty(shape, dtype)
+    assert first.shape == shape and first.dtype == dtype and first.is_contiguous()
+    first.fill_(1.0)
+    second.fill_(2.0)
+    assert bool((first == 1).all()) and bool((second == 2).all())
+    if _memory._HUGE_PAGES and dtype in (torch.float32, torch.float64) and first.nbytes >= _memory._THRESHOLD:
+        assert first.data_ptr() % (2 << 20) == 0, "large buffers start on a huge-page boundary"

@@ -45,6 +45,7 @@ import torch
 from numba import prange
 from torch import Tensor
 
+from ._memory import empty as _empty
 from ._simd import (
     block_from_rows, group_width, rows_from_block, vadd, vector_width,
     vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
@@ -569,7 +570,7 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
     bc, ac, zc = (t.to(dtype).contiguous() for t in (b, a, zi))
     n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
     n_time = x.shape[-1]
-    y = torch.empty((n_channels, n_time), dtype=dtype)
+    y = _empty((n_channels, n_time), dtype)
     zf = torch.empty((n_channels, n_sections, order), dtype=dtype)
     if n_channels:
         width = _width(n_channels, y.element_size())
@@ -603,7 +604,7 @@ def iir_cascade_backward(
     # One partial row per run of lanes sharing an input row; when each input
     # row has exactly one run, in order, the partial rows are grad_x itself.
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
-    grad_x_part = torch.empty((part_row.shape[0], n_time), dtype=dtype)
+    grad_x_part = _empty((part_row.shape[0], n_time), dtype)
     _backward_kernel(
         gy.numpy(), gzf.numpy(), xc.numpy(), lane_channel, lane_row, lane_part, run_start,
         tile_kind, bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(),
