@@ -16,7 +16,7 @@ import torch
 
 from helpers import assert_close64, assert_close_low, normalised_sos, random_filter, random_sos
 from filterbank import _ops
-from filterbank.kernels import reference
+from filterbank.kernels import _memory, reference
 
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
@@ -151,9 +151,7 @@ def test_low_precision_by_ratio(rng, backend_name, dtype, rows, channels, sectio
                                           ((300, 7001), torch.float64), ((4096, 1024), torch.float16)])
 def test_output_buffers(shape, dtype):
     # Large float buffers are mapped with huge pages; whatever the path, they
-    # are ordinary contiguous tensors that do not share memory.
-    from filterbank.kernels import _memory
-
+    # are ordinary contiguous tensors that do not share memory while alive.
     first, second = _memory.empty(shape, dtype), _memory.empty(shape, dtype)
     assert first.shape == shape and first.dtype == dtype and first.is_contiguous()
     first.fill_(1.0)
@@ -161,3 +159,27 @@ def test_output_buffers(shape, dtype):
     assert bool((first == 1).all()) and bool((second == 2).all())
     if _memory._HUGE_PAGES and dtype in (torch.float32, torch.float64) and first.nbytes >= _memory._THRESHOLD:
         assert first.data_ptr() % (2 << 20) == 0, "large buffers start on a huge-page boundary"
+
+
+@pytest.mark.skipif(not _memory._HUGE_PAGES, reason="no transparent huge pages on this system: large buffers come from torch.empty")
+def test_output_buffers_are_recycled_only_when_free(monkeypatch):
+    _memory.release_cached()
+    shape = (1024, 4096)  # 16 MiB of float32
+    y = _memory.empty(shape, torch.float32)
+    address = y.data_ptr()
+    view = y[3]
+    del y
+    other = _memory.empty(shape, torch.float32)
+    assert other.data_ptr() != address, "a buffer still viewed by a live tensor must not be reused"
+    del view
+    assert _memory.cached_bytes() > 0
+    again = _memory.empty(shape, torch.float32)
+    assert again.data_ptr() == address, "a freed buffer of the same size is reused"
+    assert _memory.empty((1024, 4097), torch.float32).data_ptr() != address
+    # With the cache limit at zero nothing is kept.
+    del again, other
+    _memory.release_cached()
+    monkeypatch.setattr(_memory, "_CACHE_LIMIT", 0)
+    y = _memory.empty(shape, torch.float32)
+    del y
+    assert _memory.cached_bytes() == 0
