@@ -3,11 +3,13 @@
 Contents, from the top:
 
 * ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt` (re-exported here).
+* ``filterbank.design`` - differentiable coefficient formulas (``bandpass_biquad``).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
   torch, the ground truth) and ``cpu`` (numba).
 """
 
+from . import design
 from .functional import lfilter, sosfilt
 
 __version__ = "0.1.0"
