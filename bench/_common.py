@@ -43,22 +43,12 @@ def measure(function: Callable[[], object], device: str, repeat: int, warmup: in
     return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": repeat}
 
 
-def _peak_rss_kib() -> Optional[int]:
+def _status_kib(field: str) -> Optional[int]:
+    """A memory figure of this process from /proc/self/status (``VmRSS``, ``VmHWM``), in KiB."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _current_rss_kib() -> Optional[int]:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
@@ -84,9 +74,9 @@ def peak_memory_bytes(function: Callable[[], object], device: str) -> Optional[i
             clear.write("5")
     except OSError:
         return None
-    before = _current_rss_kib()
+    before = _status_kib("VmRSS")
     function()
-    peak = _peak_rss_kib()
+    peak = _status_kib("VmHWM")
     if before is None or peak is None:
         return None
     return (peak - before) * 1024
