@@ -24,9 +24,9 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .kernels import adjoint as _adjoint
 from .kernels import cpu as _cpu
 from .kernels import reference as _reference
 
@@ -126,88 +126,6 @@ def _backward(ctx, grad_y, grad_zf):
 iir_cascade.register_autograd(_backward, setup_context=_setup_context)
 
 
-# --------------------------------------------------------------------------
-# The backward as a composition of differentiable ops (for create_graph=True).
-
-
-def _ahead(signal: Tensor, k: int) -> Tensor:
-    """``signal[..., t + k]``, zero past the end. signal: (..., time)."""
-    if k == 0:
-        return signal
-    n_time = signal.shape[-1]
-    if k >= n_time:
-        return torch.zeros_like(signal)
-    return F.pad(signal[..., k:], (0, k))
-
-
-def _behind(signal: Tensor, k: int) -> Tensor:
-    """``signal[..., t - k]``, zero before the start. signal: (..., time)."""
-    if k == 0:
-        return signal
-    n_time = signal.shape[-1]
-    if k >= n_time:
-        return torch.zeros_like(signal)
-    return F.pad(signal[..., : n_time - k], (k, 0))
-
-
-def _section_adjoint(grad_out: Tensor, grad_zf: Tensor, inp: Tensor, out: Tensor, b: Tensor, a: Tensor):
-    """Adjoint of one section ``out = lfilter(b, a, inp, zi)`` (zi enters linearly).
-
-    grad_out, inp, out: (P, time); grad_zf: (P, K); b, a: (P, K + 1) raw.
-    Returns the gradients of ``inp, b, a, zi``.
-    """
-    n_channels, n_time = grad_out.shape
-    order = b.shape[-1] - 1
-    a0 = a[:, :1]
-    bn, an = b / a0, a / a0
-    # zf[i] = sum_{k>i} bn_k inp[T+i-k] - an_k out[T+i-k] (+ zi[T+i] if T+i < K).
-    g = grad_out
-    zf_terms = [(i, k, n_time + i - k) for i in range(order) for k in range(i + 1, order + 1)]
-    extra_out = torch.zeros_like(g)
-    extra_in = torch.zeros_like(g)
-    for i, k, tau in zf_terms:
-        if tau >= 0:
-            extra_out = extra_out.index_add(1, torch.tensor([tau], device=g.device), (-an[:, k] * grad_zf[:, i])[:, None])
-            extra_in = extra_in.index_add(1, torch.tensor([tau], device=g.device), (bn[:, k] * grad_zf[:, i])[:, None])
-    g = g + extra_out
-    # u[t] = g[t] - sum_k an_k u[t+k]: the forward op on the time-reversed g.
-    impulse = torch.zeros_like(b)
-    impulse[:, 0] = 1
-    rows = torch.arange(n_channels, device=g.device)
-    u_reversed, _ = iir_cascade(g.flip(-1), rows, impulse[:, None], an[:, None], g.new_zeros((n_channels, 1, order)))
-    u = u_reversed.flip(-1)
-    grad_in = sum(bn[:, k : k + 1] * _ahead(u, k) for k in range(order + 1)) + extra_in
-    grad_bn = torch.stack([(u * _behind(inp, k)).sum(-1) for k in range(order + 1)], dim=-1)
-    grad_an = torch.stack(
-        [torch.zeros_like(u[:, 0])] + [-(u * _behind(out, k)).sum(-1) for k in range(1, order + 1)], dim=-1
-    )
-    for i, k, tau in zf_terms:
-        if tau >= 0:
-            grad_bn = grad_bn + F.one_hot(torch.tensor(k), order + 1).to(u) * (grad_zf[:, i] * inp[:, tau])[:, None]
-            grad_an = grad_an - F.one_hot(torch.tensor(k), order + 1).to(u) * (grad_zf[:, i] * out[:, tau])[:, None]
-    grad_zi = u[:, :order] if n_time >= order else F.pad(u, (0, order - n_time))
-    for i in range(order):
-        if n_time + i < order:
-            grad_zi = grad_zi + F.one_hot(torch.tensor(n_time + i), order).to(u) * grad_zf[:, i : i + 1]
-    grad_b = grad_bn / a0
-    grad_a0 = -((grad_bn * bn).sum(-1, keepdim=True) + (grad_an[:, 1:] * an[:, 1:]).sum(-1, keepdim=True)) / a0
-    grad_a = torch.cat([grad_a0, grad_an[:, 1:] / a0], dim=-1)
-    return grad_in, grad_b, grad_a, grad_zi
-
-
 def _backward_composite(grad_y, grad_zf, x, x_index, b, a, zi):
     """The same gradients as ``iir_cascade_backward``, built from differentiable ops."""
-    n_channels, n_sections = b.shape[0], b.shape[1]
-    rows = torch.arange(n_channels, device=x.device)
-    signals = [x[x_index]]
-    for s in range(n_sections):
-        y_s, _ = iir_cascade(signals[-1], rows, b[:, s : s + 1], a[:, s : s + 1], zi[:, s : s + 1])
-        signals.append(y_s)
-    grad = grad_y
-    grads_b, grads_a, grads_zi = [None] * n_sections, [None] * n_sections, [None] * n_sections
-    for s in reversed(range(n_sections)):
-        grad, grads_b[s], grads_a[s], grads_zi[s] = _section_adjoint(
-            grad, grad_zf[:, s], signals[s], signals[s + 1], b[:, s], a[:, s]
-        )
-    grad_x = torch.zeros_like(x).index_add(0, x_index, grad.to(x.dtype))
-    return grad_x, torch.stack(grads_b, 1), torch.stack(grads_a, 1), torch.stack(grads_zi, 1)
+    return _adjoint.backward(iir_cascade, grad_y, grad_zf, x, x_index, b, a, zi)
