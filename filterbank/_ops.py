@@ -6,8 +6,9 @@ several second-order ones). Its backward is a second op,
 ``filterbank::iir_cascade_backward``, which runs the reverse-time recursion
 (../shared/DESIGN.md); both have fake implementations, so ``torch.compile``
 traces through them without graph breaks. Kernels are picked by device: the
-numba kernel on the CPU, the pure-torch reference on any other device (slow
-but correct; a CUDA kernel takes its place in a later issue).
+numba kernel on the CPU, the CUDA kernels (``csrc/``, built on first use) on
+CUDA devices, and the pure-torch reference elsewhere or where those cannot
+run (slow but correct, with a warning once).
 
 When a graph of the backward is asked for (``create_graph=True``), the
 backward is instead composed from the forward op itself, time-reversed, so
@@ -28,23 +29,34 @@ from torch import Tensor
 
 from .kernels import adjoint as _adjoint
 from .kernels import cpu as _cpu
+from .kernels import cuda as _cuda
 from .kernels import reference as _reference
 
 __all__ = ["iir_cascade", "iir_cascade_backward"]
 
-_warned_devices: set[str] = set()
+_warned: set[str] = set()
 
 
-def _fallback_warning(device: torch.device) -> None:
-    if device.type not in _warned_devices:
-        _warned_devices.add(device.type)
+def _fallback_warning(device: torch.device, order: int) -> None:
+    if device.type == "cuda" and not _cuda.supports(order):
+        reason = f"the CUDA kernels take orders up to {_cuda.MAX_ORDER} and this filter has order {order} " \
+                 "(split it into second-order sections and use sosfilt)"
+    elif device.type == "cuda":
+        reason = "the CUDA kernels are not available (see the warning about their build)"
+    else:
+        reason = f"filterbank has no kernel for {device.type} tensors"
+    if reason not in _warned:
+        _warned.add(reason)
         warnings.warn(
-            f"filterbank has no kernel for {device.type} tensors yet; using the pure-torch reference "
-            "implementation (correct, but it loops over time in Python and is slow). "
-            "Move the tensors to the CPU for the fast path.",
+            f"{reason}; using the pure-torch reference implementation (correct, but it loops over time in "
+            "Python and is slow).",
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _cuda_kernels(x: Tensor, b: Tensor) -> bool:
+    return x.device.type == "cuda" and _cuda.supports(b.shape[-1] - 1) and _cuda.available()
 
 
 def _check_a0(a: Tensor) -> None:
@@ -72,7 +84,9 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
     _check_a0(a)
     if x.device.type == "cpu":
         return _cpu.iir_cascade(x, x_index, b, a, zi)
-    _fallback_warning(x.device)
+    if _cuda_kernels(x, b):
+        return _cuda.iir_cascade(x, x_index, b, a, zi)
+    _fallback_warning(x.device, b.shape[-1] - 1)
     return _reference.iir_cascade(x, x_index, b, a, zi)
 
 
@@ -88,7 +102,9 @@ def iir_cascade_backward(
     """Gradients of :func:`iir_cascade` for ``x, b, a, zi`` given those of ``y, zf``."""
     if x.device.type == "cpu":
         return _cpu.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
-    _fallback_warning(x.device)
+    if _cuda_kernels(x, b):
+        return _cuda.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
+    _fallback_warning(x.device, b.shape[-1] - 1)
     return _reference.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
 
 
