@@ -30,9 +30,10 @@ from torch import Tensor
 from .kernels import adjoint as _adjoint
 from .kernels import cpu as _cpu
 from .kernels import cuda as _cuda
+from .kernels import frames as _frames
 from .kernels import reference as _reference
 
-__all__ = ["iir_cascade", "iir_cascade_backward"]
+__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward"]
 
 _warned: set[str] = set()
 
@@ -145,3 +146,60 @@ iir_cascade.register_autograd(_backward, setup_context=_setup_context)
 def _backward_composite(grad_y, grad_zf, x, x_index, b, a, zi):
     """The same gradients as ``iir_cascade_backward``, built from differentiable ops."""
     return _adjoint.backward(iir_cascade, grad_y, grad_zf, x, x_index, b, a, zi)
+
+
+# --------------------------------------------------------------------------
+# Frame energies (the front-end's smoothing and decimation; kernels/frames.py).
+
+
+@torch.library.custom_op("filterbank::frame_energy", mutates_args=())
+def frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
+    """``E[p, f] = sum_i window[i] e(y[p, f hop - offset + i])``; y: (P, T) -> (P, n_frames)."""
+    if y.device.type == "cpu":
+        return _frames.cpu_frame_energy(y, window, hop, offset, n_frames, square)
+    return _frames.reference_frame_energy(y, window, hop, offset, n_frames, square)
+
+
+@frame_energy.register_fake
+def _(y, window, hop, offset, n_frames, square):
+    return y.new_empty((y.shape[0], n_frames))
+
+
+@torch.library.custom_op("filterbank::frame_energy_backward", mutates_args=())
+def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, offset: int, square: bool) -> Tensor:
+    """The gradient of :func:`frame_energy` for ``y``."""
+    if y.device.type == "cpu":
+        return _frames.cpu_frame_energy_backward(grad, y, window, hop, offset, square)
+    with torch.enable_grad():
+        leaf = y.detach().requires_grad_(True)
+        energy = _frames.reference_frame_energy(leaf, window, hop, offset, grad.shape[-1], square)
+        return torch.autograd.grad(energy, leaf, grad)[0]
+
+
+@frame_energy_backward.register_fake
+def _(grad, y, window, hop, offset, square):
+    return y.new_empty(y.shape)
+
+
+def _frame_setup_context(ctx, inputs, output):
+    y, window, hop, offset, n_frames, square = inputs
+    ctx.save_for_backward(y, window)
+    ctx.options = (hop, offset, n_frames, square)
+
+
+def _frame_backward(ctx, grad):
+    y, window = ctx.saved_tensors
+    hop, offset, n_frames, square = ctx.options
+    needs_y, needs_window = ctx.needs_input_grad[:2]
+    if torch.is_grad_enabled() or needs_window:
+        # Differentiable (double backward) or a learnable window: autograd
+        # through the pure-torch reference.
+        inputs = [t for t, needed in ((y, needs_y), (window, needs_window)) if needed]
+        with torch.enable_grad():
+            energy = _frames.reference_frame_energy(y, window, hop, offset, n_frames, square)
+            grads = iter(torch.autograd.grad(energy, inputs, grad, create_graph=torch.is_grad_enabled()))
+        return (next(grads) if needs_y else None), (next(grads) if needs_window else None), None, None, None, None
+    return frame_energy_backward(grad, y, window, hop, offset, square), None, None, None, None, None
+
+
+frame_energy.register_autograd(_frame_backward, setup_context=_frame_setup_context)

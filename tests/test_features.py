@@ -1,0 +1,127 @@
+"""Front-end maths (filterbank.features) and the frame-energy kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from filterbank import _ops, features
+from filterbank.kernels import frames
+from helpers import assert_close64
+
+
+def naive_frame_energy(y: np.ndarray, window: np.ndarray, hop: int, square: bool) -> np.ndarray:
+    """The definition, one sample at a time: frame f centred on f * hop."""
+    n_time = y.shape[-1]
+    n_frames = 1 + n_time // hop
+    offset = len(window) // 2
+    out = np.zeros(y.shape[:-1] + (n_frames,))
+    for f in range(n_frames):
+        for i, w in enumerate(window):
+            t = f * hop - offset + i
+            if 0 <= t < n_time:
+                out[..., f] += w * (y[..., t] ** 2 if square else abs(y[..., t]))
+    return out
+
+
+@pytest.mark.parametrize("hop, n_time, kind, energy", [
+    (160, 16000, "hann", "square"), (160, 1000, "box", "abs"), (7, 100, "hann", "abs"), (8, 5, "hann", "square"),
+    (3, 1, "box", "square"), (4, 0, "hann", "square"), (1, 9, "hann", "square"),
+])
+def test_frame_energy_matches_the_definition(rng, hop, n_time, kind, energy):
+    y = rng.standard_normal((2, 3, n_time))
+    window = features.smoothing_window(hop, kind=kind, dtype=torch.float64)
+    got = features.frame_energy(torch.tensor(y), hop, energy=energy, window=window)
+    expected = naive_frame_energy(y, window.numpy(), hop, energy == "square")
+    assert got.shape == (2, 3, 1 + n_time // hop)
+    assert_close64(got, torch.tensor(expected), "frame energy")
+    # The kernel and the torch reference agree too.
+    flat = torch.tensor(y).reshape(6, n_time)
+    reference = frames.reference_frame_energy(flat, window, hop, len(window) // 2, 1 + n_time // hop,
+                                              energy == "square")
+    assert_close64(got.reshape(6, -1), reference, "reference")
+
+
+def test_frame_energy_float32_and_default_window(rng):
+    y = torch.tensor(rng.standard_normal((4, 3200)), dtype=torch.float32)
+    got = features.frame_energy(y, 160)
+    expected = naive_frame_energy(y.double().numpy(), features.smoothing_window(160, dtype=torch.float64).numpy(),
+                                  160, True)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_frame_energy_gradients(rng):
+    y = torch.tensor(rng.standard_normal((3, 37)), requires_grad=True)
+    window = features.smoothing_window(5, dtype=torch.float64)
+    for square in (True, False):
+        def energy(y):
+            return _ops.frame_energy(y, window, 5, len(window) // 2, 1 + 37 // 5, square)
+
+        assert torch.autograd.gradcheck(energy, (y,))
+    assert torch.autograd.gradgradcheck(lambda y: _ops.frame_energy(y, window, 5, 5, 8, True), (y,))
+    # A learnable window gets its gradient through the reference.
+    learnable = window.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda y, w: _ops.frame_energy(y, w, 5, 5, 8, True), (y, learnable))
+
+
+def test_frame_energy_opcheck(rng):
+    y = torch.tensor(rng.standard_normal((3, 50)), requires_grad=True)
+    window = features.smoothing_window(6, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.filterbank.frame_energy.default, (y, window, 6, 6, 9, True))
+    grad = torch.randn(3, 9, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.filterbank.frame_energy_backward.default, (grad, y.detach(), window, 6, 6, True))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: features.frame_energy(torch.ones(10), 0), r"hop_length must be a positive int; got 0"),
+    (lambda: features.frame_energy(torch.ones(10), 2, energy="cube"), r"energy must be 'square' or 'abs'; got 'cube'"),
+    (lambda: features.frame_energy(torch.ones(10), 2, window=torch.ones(3, dtype=torch.float64)),
+     r"window must be a 1-D tensor with the bands' dtype"),
+    (lambda: features.smoothing_window(4, kind="kaiser"), r"kind must be 'hann' or 'box'; got 'kaiser'"),
+    (lambda: features.log_compress(torch.ones(3), floor=0.0), r"floor must be > 0; got 0.0"),
+    (lambda: features.power_compress(torch.ones(3), power=2.0), r"power must be in \(0, 1\]; got 2.0"),
+])
+def test_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def naive_pcen(energy, smooth, alpha, delta, root, floor):
+    out = np.empty_like(energy)
+    for n in range(energy.shape[-2]):
+        m = energy[..., n, 0]
+        for t in range(energy.shape[-1]):
+            m = (1 - smooth[n]) * m + smooth[n] * energy[..., n, t]
+            out[..., n, t] = (energy[..., n, t] / (floor + m) ** alpha[n] + delta[n]) ** root[n] - delta[n] ** root[n]
+    return out
+
+
+def _pcen_parameters(rng, n_filters):
+    return (torch.tensor(rng.uniform(0.01, 0.5, n_filters)), torch.tensor(rng.uniform(0.5, 1.0, n_filters)),
+            torch.tensor(rng.uniform(0.5, 3.0, n_filters)), torch.tensor(rng.uniform(0.2, 1.0, n_filters)))
+
+
+def test_pcen_matches_its_recursion_and_streams(rng):
+    energy = torch.tensor(rng.uniform(0, 5, (2, 4, 60)))
+    parameters = _pcen_parameters(rng, 4)
+    got, zf = features.pcen(energy, *parameters)
+    expected = naive_pcen(energy.numpy(), *(p.numpy() for p in parameters), 1e-6)
+    assert_close64(got, torch.tensor(expected), "pcen")
+    # Two chunks with the smoother's state carried equal one pass.
+    first, state = features.pcen(energy[..., :25], *parameters)
+    second, state = features.pcen(energy[..., 25:], *parameters, zi=state)
+    assert_close64(torch.cat([first, second], -1), got, "chunked pcen")
+    assert_close64(state, zf, "pcen state")
+
+
+def test_pcen_gradients(rng):
+    energy = torch.tensor(rng.uniform(0.1, 5, (1, 3, 12)), requires_grad=True)
+    parameters = tuple(p.requires_grad_() for p in _pcen_parameters(rng, 3))
+    assert torch.autograd.gradcheck(lambda e, *p: features.pcen(e, *p)[0], (energy,) + parameters)
+
+
+def test_pcen_rejects_wrong_parameter_shapes():
+    with pytest.raises(ValueError, match=r"alpha must have shape \(3,\) \(one per filter\); got \(2,\)"):
+        features.pcen(torch.ones(3, 5), torch.ones(3) * 0.1, torch.ones(2), torch.ones(3), torch.ones(3))
