@@ -14,5 +14,5 @@ clip() {  # name voice words-per-minute pitch text
 }
 
 clip en_us_male en-us 160 50 "The quick brown fox jumps over the lazy dog."
-clip en_gb_female en-gb+f3 150 65 "She sells sea shells by the sea shore, seven at a time."
+clip en_gb_female en+f3 150 65 "She sells sea shells by the sea shore, seven at a time."
 clip en_scottish en-gb-scotland 175 40 "Filter banks split a waveform into many narrow bands of frequency."
