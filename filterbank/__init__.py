@@ -2,7 +2,9 @@
 
 Contents, from the top:
 
-* ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt` (re-exported here).
+* ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt`, zero-phase
+  :func:`filtfilt`/:func:`sosfiltfilt` and the state helpers :func:`lfilter_zi`,
+  :func:`sosfilt_zi`, :func:`lfiltic` (re-exported here).
 * ``filterbank.design`` - differentiable coefficient formulas (``bandpass_biquad``).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
@@ -10,8 +12,10 @@ Contents, from the top:
 """
 
 from . import design
-from .functional import lfilter, sosfilt
+from .functional import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_zi, sosfiltfilt
 
 __version__ = "0.1.0"
 
-__all__ = ["lfilter", "sosfilt", "__version__"]
+__all__ = [
+    "lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "__version__",
+]

@@ -1,4 +1,6 @@
-"""Functional API: ``lfilter`` and ``sosfilt`` on torch tensors, with state.
+"""Functional API: ``lfilter`` and ``sosfilt`` on torch tensors, with state;
+scipy's state helpers (``lfilter_zi``, ``sosfilt_zi``, ``lfiltic``) and
+zero-phase filtering (``filtfilt``, ``sosfiltfilt``), batched and differentiable.
 
 Plain functions of tensors that check their arguments, broadcast them, and
 call the op layer (``filterbank._ops``). Coefficient tensors broadcast
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from . import _ops
 
-__all__ = ["lfilter", "sosfilt"]
+__all__ = ["lfilter", "sosfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "filtfilt", "sosfiltfilt"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -62,6 +64,23 @@ def _check_nonzero_leading(name: str, leading: Tensor, label: str) -> None:
     if bool(zero.any()):
         where = ", ".join(str(int(i)) for i in zero.nonzero()[0])
         raise ValueError(f"{label} must be non-zero; got 0 at {name}[{where}{', ' if where else ''}...]")
+
+
+def _check_coefficients(b: Tensor, a: Tensor) -> None:
+    """b, a: tensors of one float dtype, each with a non-empty last dimension, a[..., 0] != 0."""
+    _check_tensor("b", b)
+    _check_tensor("a", a, b)
+    for name, coefficients in (("b", b), ("a", a)):
+        if coefficients.ndim == 0 or coefficients.shape[-1] == 0:
+            raise ValueError(
+                f"{name} must have at least one coefficient in its last dimension; got shape {tuple(coefficients.shape)}"
+            )
+    _check_nonzero_leading("a", a[..., 0], "a[..., 0]")
+
+
+def _check_sos(sos: Tensor) -> None:
+    if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] == 0:
+        raise ValueError(f"sos must have shape (..., n_sections, 6) with n_sections >= 1; got {tuple(sos.shape)}")
 
 
 def _broadcast(shapes: dict) -> torch.Size:
@@ -220,10 +239,7 @@ def sosfilt(
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
     axis = _normalise_axis(axis, x.ndim)
-    if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] == 0:
-        raise ValueError(
-            f"sos must have shape (..., n_sections, 6) with n_sections >= 1; got {tuple(sos.shape)}"
-        )
+    _check_sos(sos)
     n_sections = sos.shape[-2]
     if zi is not None:
         _check_tensor("zi", zi, x)
@@ -232,3 +248,233 @@ def sosfilt(
     _check_nonzero_leading("sos", sos[..., 3], "sos[..., 3] (each section's a0)")
     y, zf = _filter(x, axis, sos[..., :3], sos[..., 3:], zi)
     return y if zi is None else (y, zf)
+
+
+# --------------------------------------------------------------------------
+# State helpers (scipy's lfilter_zi, sosfilt_zi, lfiltic).
+
+
+def _pad_to_common_length(b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+    n = max(b.shape[-1], a.shape[-1])
+    return torch.nn.functional.pad(b, (0, n - b.shape[-1])), torch.nn.functional.pad(a, (0, n - a.shape[-1]))
+
+
+def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
+    """The initial state for which ``lfilter``'s step response is at steady state, like ``scipy.signal.lfilter_zi``.
+
+    ``lfilter(b, a, c * ones, zi=c * lfilter_zi(b, a))`` is constant. Solves
+    ``zi = A zi + B`` with A the companion matrix of ``a / a[0]``.
+
+    Args:
+        b: (..., M + 1), a: (..., N + 1); leading dimensions broadcast.
+
+    Returns:
+        zi: (broadcast batch..., max(M, N)), differentiable in ``b`` and ``a``.
+        Unlike scipy, leading zeros of ``a`` are an error, as in :func:`lfilter`.
+    """
+    _check_coefficients(b, a)
+    bn, an = _pad_to_common_length(b / a[..., :1], a / a[..., :1])
+    bn, an = torch.broadcast_tensors(bn, an)
+    order = an.shape[-1] - 1
+    if order == 0:
+        return bn.new_zeros(bn.shape[:-1] + (0,))
+    # I - A^T, A the companion matrix: first row -a[1:], ones below the diagonal.
+    identity = torch.eye(order, dtype=an.dtype, device=an.device)
+    companion_t = torch.diag_embed(torch.ones(order - 1, dtype=an.dtype, device=an.device), offset=1)
+    companion_t = companion_t.expand(an.shape[:-1] + (order, order))
+    first_column = torch.nn.functional.pad(-an[..., 1:].unsqueeze(-1), (0, order - 1))
+    system = identity - (companion_t + first_column)
+    rhs = bn[..., 1:] - an[..., 1:] * bn[..., :1]
+    return torch.linalg.solve(system, rhs)
+
+
+def sosfilt_zi(sos: Tensor) -> Tensor:
+    """Steady-state initial state of each section for a step, like ``scipy.signal.sosfilt_zi``.
+
+    Args:
+        sos: (..., n_sections, 6).
+
+    Returns:
+        zi: (..., n_sections, 2) (the layout ``sosfilt`` takes; scipy puts the
+        section axis first), differentiable in ``sos``.
+    """
+    _check_tensor("sos", sos)
+    _check_sos(sos)
+    _check_nonzero_leading("sos", sos[..., 3], "sos[..., 3] (each section's a0)")
+    states = []
+    scale = torch.ones_like(sos[..., 0, :1])
+    for section in range(sos.shape[-2]):
+        b, a = sos[..., section, :3], sos[..., section, 3:]
+        states.append(scale * lfilter_zi(b, a))
+        # b.sum() / a.sum() is the section's gain at DC: its steady step response.
+        scale = scale * b.sum(-1, keepdim=True) / a.sum(-1, keepdim=True)
+    return torch.stack(states, dim=-2)
+
+
+def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tensor:
+    """The state that continues from past outputs (and inputs), like ``scipy.signal.lfiltic``.
+
+    Args:
+        b: (..., M + 1), a: (..., N + 1).
+        y: (..., L) past outputs, most recent first (``y[..., 0]`` is y[-1]);
+            missing ones are zero, extra ones ignored.
+        x: (..., L') past inputs, most recent first; None means zeros.
+
+    Returns:
+        zi: (broadcast batch..., max(M, N)) for :func:`lfilter`.
+    """
+    _check_coefficients(b, a)
+    _check_tensor("y", y, b)
+    if y.ndim == 0:
+        raise ValueError("y must have a last dimension of past outputs; got a 0-d tensor")
+    n_b, n_a = b.shape[-1] - 1, a.shape[-1] - 1
+    order = max(n_b, n_a)
+    if x is None:
+        x = b.new_zeros(b.shape[:-1] + (n_b,))
+    else:
+        _check_tensor("x", x, b)
+        if x.ndim == 0:
+            raise ValueError("x must have a last dimension of past inputs; got a 0-d tensor")
+
+    def fit(values: Tensor, length: int) -> Tensor:
+        return torch.nn.functional.pad(values, (0, max(0, length - values.shape[-1])))[..., :length]
+
+    x, y = fit(x, n_b), fit(y, n_a)
+    terms = []
+    for m in range(order):
+        total = 0
+        if m < n_b:
+            total = total + (b[..., m + 1 :] * x[..., : n_b - m]).sum(-1)
+        if m < n_a:
+            total = total - (a[..., m + 1 :] * y[..., : n_a - m]).sum(-1)
+        terms.append(total)
+    if not terms:
+        return torch.broadcast_tensors(b[..., :0], a[..., :0], y[..., :0])[0]
+    return torch.stack(torch.broadcast_tensors(*terms), dim=-1) / a[..., :1]
+
+
+# --------------------------------------------------------------------------
+# Zero-phase filtering (scipy's filtfilt and sosfiltfilt, method "pad").
+
+
+def _extend(x: Tensor, edge: int, padtype: Optional[str]) -> Tensor:
+    """Extend the last axis by ``edge`` samples at each end (scipy's odd/even/const_ext)."""
+    if padtype is None or edge == 0:
+        return x
+    left, right = x[..., :1], x[..., -1:]
+    left_mirror = x[..., 1 : edge + 1].flip(-1)
+    right_mirror = x[..., -edge - 1 : -1].flip(-1)
+    if padtype == "odd":
+        return torch.cat([2 * left - left_mirror, x, 2 * right - right_mirror], dim=-1)
+    if padtype == "even":
+        return torch.cat([left_mirror, x, right_mirror], dim=-1)
+    return torch.cat([left.expand(x.shape[:-1] + (edge,)), x, right.expand(x.shape[:-1] + (edge,))], dim=-1)
+
+
+def _pad_length(padtype, padlen, n_time: int, ntaps: int) -> int:
+    if padtype not in ("even", "odd", "constant", None):
+        raise ValueError(f"padtype must be 'even', 'odd', 'constant' or None; got {padtype!r}")
+    if padtype is None:
+        edge = 0
+    elif padlen is None:
+        edge = 3 * ntaps
+    elif isinstance(padlen, bool) or not isinstance(padlen, int) or padlen < 0:
+        raise ValueError(f"padlen must be None or an int >= 0; got {padlen!r}")
+    else:
+        edge = padlen
+    if n_time <= edge:
+        # scipy's own message, since scripts match on it.
+        raise ValueError(f"The length of the input vector x must be greater than padlen, which is {edge}.")
+    return edge
+
+
+def filtfilt(
+    b: Tensor, a: Tensor, x: Tensor, axis: int = -1, padtype: Optional[str] = "odd", padlen: Optional[int] = None,
+    method: str = "pad",
+) -> Tensor:
+    """Zero-phase filtering, forwards then backwards, like ``scipy.signal.filtfilt`` (method ``"pad"``).
+
+    The signal is extended at both ends by ``padlen`` samples (default
+    ``3 * max(len(a), len(b))``; odd, even or constant extension, or none),
+    filtered forwards from the steady state of its first value, then the
+    result backwards from the steady state of its last value, and the
+    extension cut off. Coefficients broadcast as in :func:`lfilter`.
+
+    Args:
+        b: (..., M + 1), a: (..., N + 1).
+        x: (..., time, ...); ``axis`` is its time axis.
+        padtype: ``"odd"``, ``"even"``, ``"constant"`` or None.
+        padlen: samples of extension at each end.
+        method: ``"pad"`` (scipy's ``"gust"``, Gustafsson's method, is not
+            implemented: ``NotImplementedError``).
+
+    Returns:
+        y: (broadcast batch...) with the time axis at ``axis`` (counted from
+        the end), differentiable in ``b``, ``a`` and ``x``.
+    """
+    _check_tensor("x", x)
+    _check_tensor("b", b, x)
+    _check_tensor("a", a, x)
+    if method == "gust":
+        raise NotImplementedError("filtfilt(method='gust') (Gustafsson's method) is not implemented; use method='pad'")
+    if method != "pad":
+        raise ValueError(f"method must be 'pad' or 'gust'; got {method!r}")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
+    axis = _normalise_axis(axis, x.ndim)
+    zi = lfilter_zi(b, a)
+    signal = x.movedim(axis, -1)
+    edge = _pad_length(padtype, padlen, signal.shape[-1], max(b.shape[-1], a.shape[-1]))
+    extended = _extend(signal, edge, padtype)
+    forward, _ = lfilter(b, a, extended, zi=zi * extended[..., :1])
+    reversed_ = forward.flip(-1)
+    backward, _ = lfilter(b, a, reversed_, zi=zi * reversed_[..., :1])
+    y = backward.flip(-1)
+    if edge:
+        y = y[..., edge:-edge]
+    return y.movedim(-1, axis - x.ndim)
+
+
+def sosfiltfilt(
+    sos: Tensor, x: Tensor, axis: int = -1, padtype: Optional[str] = "odd", padlen: Optional[int] = None
+) -> Tensor:
+    """Zero-phase filtering with second-order sections, like ``scipy.signal.sosfiltfilt``.
+
+    As :func:`filtfilt`; the default ``padlen`` is scipy's ``3 * (2 n_sections
+    + 1 - min(#{b2 == 0}, #{a2 == 0}))``, which must then be the same for
+    every cascade in a batch (give ``padlen`` otherwise).
+
+    Args:
+        sos: (..., n_sections, 6).
+        x: (..., time, ...); ``axis`` is its time axis.
+
+    Returns:
+        y: (broadcast batch...) with the time axis at ``axis``.
+    """
+    _check_tensor("x", x)
+    _check_tensor("sos", sos, x)
+    _check_sos(sos)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
+    axis = _normalise_axis(axis, x.ndim)
+    zi = sosfilt_zi(sos)
+    n_sections = sos.shape[-2]
+    if padtype is not None and padlen is None:
+        # scipy counts the sections that are really first order.
+        first_order = torch.minimum((sos[..., 2] == 0).sum(-1), (sos[..., 5] == 0).sum(-1))
+        if first_order.numel() and bool((first_order != first_order.reshape(-1)[0]).any()):
+            raise ValueError("the cascades in sos have different numbers of first-order sections, so scipy's "
+                             "default padlen differs between them; give padlen explicitly")
+        ntaps = 2 * n_sections + 1 - (int(first_order.reshape(-1)[0]) if first_order.numel() else 0)
+    else:
+        ntaps = 2 * n_sections + 1
+    signal = x.movedim(axis, -1)
+    edge = _pad_length(padtype, padlen, signal.shape[-1], ntaps)
+    extended = _extend(signal, edge, padtype)
+    forward, _ = sosfilt(sos, extended, zi=zi * extended[..., :1, None])
+    reversed_ = forward.flip(-1)
+    backward, _ = sosfilt(sos, reversed_, zi=zi * reversed_[..., :1, None])
+    y = backward.flip(-1)
+    if edge:
+        y = y[..., edge:-edge]
+    return y.movedim(-1, axis - x.ndim)

@@ -273,5 +273,6 @@ def test_errors(call, error, message):
 
 
 def test_package_exports():
-    assert filterbank.__all__ == ["lfilter", "sosfilt", "__version__"]
+    assert filterbank.__all__ == ["lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic",
+                                  "__version__"]
     assert isinstance(filterbank.__version__, str)
