@@ -5,13 +5,16 @@ Contents, from the top:
 * ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt`, zero-phase
   :func:`filtfilt`/:func:`sosfiltfilt` and the state helpers :func:`lfilter_zi`,
   :func:`sosfilt_zi`, :func:`lfiltic` (re-exported here).
-* ``filterbank.design`` - differentiable coefficient formulas (``bandpass_biquad``).
+* ``filterbank.design`` - differentiable filter design: RBJ biquads, Butterworth/
+  Chebyshev sections, gammatone, frequency scales, ``freqz``/``sosfreqz``.
+* ``filterbank.nn`` - learnable filterbanks and the raw-waveform ``FrontEnd``.
+* ``filterbank.features`` - frame energies and compression (log, power, PCEN).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
   torch, the ground truth) and ``cpu`` (numba).
 """
 
-from . import design
+from . import design, features, nn
 from .functional import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_zi, sosfiltfilt
 
 __version__ = "0.1.0"

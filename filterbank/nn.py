@@ -1,0 +1,472 @@
+"""Learnable filterbanks and a raw-waveform front-end, as ``torch.nn`` modules.
+
+Modules are shells: each holds parameters, maps them to coefficients
+through a parametrisation that keeps every filter stable and its frequency
+inside (0, Nyquist) whatever the optimiser does, and calls
+``filterbank.design``, ``filterbank.functional`` and ``filterbank.features``.
+
+* :class:`BiquadFilterbank`: RBJ biquads (band-pass, low/high-pass, notch,
+  peaking, shelves ...) with learnable centre frequency, Q and gain, optionally
+  cascaded ``n_sections`` times per filter (order ``2 n_sections``).
+* :class:`GammatoneFilterbank`: 4th-order gammatone filters (cascades of four
+  biquads) with learnable centre frequencies.
+* :class:`IIRFilterbank`: general IIR filters of even order, parametrised by
+  their poles (kept inside the unit circle) and zeros.
+* :class:`FrontEnd`: filterbank -> energy -> smoothing low-pass -> decimation
+  by ``hop_length`` -> compression (log, power law or learnable PCEN),
+  shaped like ``torchaudio.transforms.MelSpectrogram``'s output.
+
+Input shapes: ``(time)``, ``(batch, time)`` or ``(batch, channels, time)``.
+A filterbank's output puts a filter axis before time: ``(n_filters, time)``,
+``(batch, n_filters, time)``, ``(batch, channels, n_filters, time)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import design, features
+from .functional import sosfilt
+
+__all__ = ["BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "FrontEnd"]
+
+# Frequencies stay in [EDGE, 1 - EDGE] x Nyquist and Q in [Q_MIN, q_max] even
+# when the sigmoids saturate: a very low, very sharp biquad has poles closer to
+# the unit circle than float32 coefficients can hold (seen at 0.8 Hz, Q 184).
+_EDGE = 1e-3
+_Q_MIN = 0.05
+
+_BIQUADS = {
+    "bandpass": (design.bandpass_biquad, False),
+    "bandpass_skirt": (design.bandpass_skirt_biquad, False),
+    "lowpass": (design.lowpass_biquad, False),
+    "highpass": (design.highpass_biquad, False),
+    "notch": (design.notch_biquad, False),
+    "allpass": (design.allpass_biquad, False),
+    "peaking": (design.peaking_biquad, True),
+    "lowshelf": (design.lowshelf_biquad, True),
+    "highshelf": (design.highshelf_biquad, True),
+}
+
+
+# --------------------------------------------------------------------------
+# Parametrisations: raw (unconstrained) <-> constrained values.
+
+
+def frequency_from_raw(raw: Tensor, nyquist: float) -> Tensor:
+    """Hz in [EDGE, 1 - EDGE] x nyquist for any real ``raw``."""
+    return nyquist * (_EDGE + (1 - 2 * _EDGE) * torch.sigmoid(raw))
+
+
+def raw_from_frequency(hz: Tensor, nyquist: float) -> Tensor:
+    p = (hz / nyquist - _EDGE) / (1 - 2 * _EDGE)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def bounded_from_raw(raw: Tensor, low: float, high: float) -> Tensor:
+    """``low + (high - low) sigmoid(raw)``: in [low, high] for any real ``raw``."""
+    return low + (high - low) * torch.sigmoid(raw)
+
+
+def raw_from_bounded(value: Tensor, low: float, high: float) -> Tensor:
+    p = (value - low) / (high - low)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def _check_input(x) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+    if x.ndim not in (1, 2, 3):
+        raise ValueError(f"x must have shape (time), (batch, time) or (batch, channels, time); got {tuple(x.shape)}")
+
+
+def _check_sample_rate(sample_rate) -> float:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz; got {sample_rate!r}")
+    return float(sample_rate)
+
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+def _band_edges(n_filters: int, sample_rate: float, f_min: Optional[float], f_max: Optional[float]):
+    nyquist = sample_rate / 2
+    f_min = 30.0 if f_min is None else float(f_min)
+    f_max = 0.95 * nyquist if f_max is None else float(f_max)
+    if not 0 < f_min < f_max < nyquist:
+        raise ValueError(f"need 0 < f_min < f_max < sample_rate / 2 = {nyquist:g} Hz; got f_min={f_min:g}, "
+                         f"f_max={f_max:g}")
+    return f_min, f_max
+
+
+def _spacing_q(centres: Tensor) -> Tensor:
+    """Q that makes neighbouring filters cross near their half-power points."""
+    if centres.shape[0] == 1:
+        return torch.full_like(centres, 1.0)
+    gaps = centres[1:] - centres[:-1]
+    bandwidth = torch.cat([gaps[:1], (gaps[1:] + gaps[:-1]) / 2, gaps[-1:]])
+    return (centres / bandwidth).clamp_min(0.5)
+
+
+class _Filterbank(nn.Module):
+    """Shared behaviour: ``sos()`` -> filtering, responses, shapes."""
+
+    sample_rate: float
+
+    def sos(self) -> Tensor:  # pragma: no cover - each subclass defines it
+        raise NotImplementedError
+
+    @property
+    def n_filters(self) -> int:
+        return self._n_filters
+
+    def forward(self, x: Tensor, zi: Optional[Tensor] = None):
+        """Filter ``x`` by every filter of the bank.
+
+        Args:
+            x: (time), (batch, time) or (batch, channels, time), the module's dtype.
+            zi: (..., n_filters, n_sections, 2) state to start from (see
+                ``filterbank.sosfilt``); None means rest.
+
+        Returns:
+            y: (..., n_filters, time), or ``(y, zf)`` when ``zi`` is given.
+        """
+        _check_input(x)
+        if zi is None:
+            return sosfilt(self.sos(), x.unsqueeze(-2))
+        return sosfilt(self.sos(), x.unsqueeze(-2), zi=zi)
+
+    def responses(self, n_frequencies: int = 512) -> tuple[Tensor, Tensor]:
+        """Magnitude responses of the bank.
+
+        Returns:
+            ``(frequencies, magnitude)``: (n_frequencies,) in Hz and
+            (n_filters, n_frequencies), linear.
+        """
+        frequencies, response = design.sosfreqz(self.sos(), n_frequencies, sample_rate=self.sample_rate)
+        return frequencies, response.abs()
+
+    def extra_repr(self) -> str:
+        return f"n_filters={self.n_filters}, sample_rate={self.sample_rate:g}"
+
+
+def _parameter_or_buffer(module: nn.Module, name: str, value: Tensor, learn: bool) -> None:
+    if learn:
+        module.register_parameter(name, nn.Parameter(value))
+    else:
+        module.register_buffer(name, value)
+
+
+class BiquadFilterbank(_Filterbank):
+    """A bank of RBJ-cookbook biquads with learnable frequency, Q and gain.
+
+    Every filter is a biquad of ``kind`` (the cascade of ``n_sections`` copies
+    of it: order ``2 n_sections``). Parametrisations keep the filters stable
+    for any parameter values: the centre frequency is
+    ``nyquist * sigmoid(raw)`` (kept inside (0, nyquist)), the gain is ``max_gain_db * tanh(raw / max_gain_db)``
+    (RBJ biquads are stable for every frequency in (0, nyquist) and Q > 0).
+    Q is ``0.05 + (q_max - 0.05) sigmoid(raw)``.
+
+    Args:
+        n_filters: number of filters.
+        sample_rate: Hz.
+        kind: one of ``bandpass`` (0 dB peak), ``bandpass_skirt``, ``lowpass``,
+            ``highpass``, ``notch``, ``allpass``, ``peaking``, ``lowshelf``,
+            ``highshelf``.
+        scale: how the initial frequencies are placed between ``f_min`` and
+            ``f_max``: ``mel``, ``mel_htk``, ``erb``, ``bark``, ``linear``, ``log``.
+        f_min, f_max: Hz (default 30 Hz and 0.95 x Nyquist).
+        q: initial Q, a number or (n_filters,); default: from the spacing of
+            the centre frequencies, so that neighbours cross near -3 dB.
+        gain_db: initial gain for ``peaking`` and the shelves.
+        n_sections: copies of each biquad in cascade.
+        learn: which of ``"frequency"``, ``"q"``, ``"gain"`` are parameters
+            (the rest are buffers).
+        max_gain_db: bound of the gain's parametrisation.
+        q_max: bound of Q's parametrisation.
+
+    Shapes: see :meth:`forward`; ``sos()`` is (n_filters, n_sections, 6).
+
+    Example:
+        >>> bank = BiquadFilterbank(40, 16000)
+        >>> bank(torch.randn(2, 16000)).shape
+        torch.Size([2, 40, 16000])
+    """
+
+    def __init__(
+        self, n_filters: int, sample_rate: float, kind: str = "bandpass", scale: str = "mel",
+        f_min: Optional[float] = None, f_max: Optional[float] = None, q: Union[float, Tensor, None] = None,
+        gain_db: Union[float, Tensor] = 0.0, n_sections: int = 1,
+        learn: Iterable[str] = ("frequency", "q"), max_gain_db: float = 48.0, q_max: float = 50.0,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self._n_filters = _check_count("n_filters", n_filters)
+        self.sample_rate = _check_sample_rate(sample_rate)
+        self.n_sections = _check_count("n_sections", n_sections)
+        if kind not in _BIQUADS:
+            raise ValueError(f"kind must be one of {', '.join(_BIQUADS)}; got {kind!r}")
+        self.kind = kind
+        learn = set(learn)
+        unknown = learn - {"frequency", "q", "gain"}
+        if unknown:
+            raise ValueError(f"learn takes 'frequency', 'q' and 'gain'; got {sorted(unknown)}")
+        self.has_gain = _BIQUADS[kind][1]
+        if "gain" in learn and not self.has_gain:
+            raise ValueError(f"kind {kind!r} has no gain to learn (peaking and the shelves do)")
+        if not max_gain_db > 0:
+            raise ValueError(f"max_gain_db must be > 0; got {max_gain_db!r}")
+        self.max_gain_db = float(max_gain_db)
+        if not q_max > _Q_MIN:
+            raise ValueError(f"q_max must be > {_Q_MIN}; got {q_max!r}")
+        self.q_max = float(q_max)
+        f_min, f_max = _band_edges(n_filters, self.sample_rate, f_min, f_max)
+        nyquist = self.sample_rate / 2
+        centres = design.centre_frequencies(n_filters, f_min, f_max, scale=scale, dtype=torch.float64)
+        if q is None:
+            q_values = _spacing_q(centres).clamp_max(0.9 * self.q_max)
+        else:
+            q_values = torch.as_tensor(q, dtype=torch.float64).expand(n_filters).clone()
+            if not bool(((q_values > _Q_MIN) & (q_values < self.q_max)).all()):
+                raise ValueError(f"q must lie in ({_Q_MIN}, {self.q_max:g}) (q_max); got values in "
+                                 f"[{float(q_values.min()):g}, {float(q_values.max()):g}]")
+        gain = torch.as_tensor(gain_db, dtype=torch.float64).expand(n_filters).clone()
+        if not bool((gain.abs() < self.max_gain_db).all()):
+            raise ValueError(f"gain_db must lie in (-{self.max_gain_db:g}, {self.max_gain_db:g}) dB (max_gain_db); "
+                             f"got a largest magnitude of {float(gain.abs().max()):g}")
+        _parameter_or_buffer(self, "raw_frequency", raw_from_frequency(centres, nyquist).to(dtype),
+                             "frequency" in learn)
+        _parameter_or_buffer(self, "raw_q", raw_from_bounded(q_values, _Q_MIN, self.q_max).to(dtype), "q" in learn)
+        _parameter_or_buffer(self, "raw_gain", (self.max_gain_db * torch.atanh(gain / self.max_gain_db)).to(dtype),
+                             "gain" in learn)
+
+    @property
+    def centre_hz(self) -> Tensor:
+        """(n_filters,) centre (or cut-off) frequencies in Hz."""
+        return frequency_from_raw(self.raw_frequency, self.sample_rate / 2)
+
+    @property
+    def q(self) -> Tensor:
+        """(n_filters,) quality factors."""
+        return bounded_from_raw(self.raw_q, _Q_MIN, self.q_max)
+
+    @property
+    def gain_db(self) -> Tensor:
+        """(n_filters,) gains in dB (used by ``peaking`` and the shelves)."""
+        return self.max_gain_db * torch.tanh(self.raw_gain / self.max_gain_db)
+
+    def coefficients(self) -> tuple[Tensor, Tensor]:
+        """``(b, a)``: (n_filters, 3) each, ``a[:, 0] == 1``."""
+        function, takes_gain = _BIQUADS[self.kind]
+        if takes_gain:
+            return function(self.centre_hz, self.q, self.gain_db, self.sample_rate)
+        return function(self.centre_hz, self.q, self.sample_rate)
+
+    def sos(self) -> Tensor:
+        """(n_filters, n_sections, 6): the biquad repeated ``n_sections`` times."""
+        b, a = self.coefficients()
+        return torch.cat([b, a], dim=-1).unsqueeze(-2).expand(-1, self.n_sections, -1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kind={self.kind!r}, n_sections={self.n_sections}"
+
+
+class GammatoneFilterbank(_Filterbank):
+    """4th-order gammatone filters (four biquads each) with learnable centre frequencies.
+
+    Coefficients from ``design.gammatone_sos`` (the response of
+    ``scipy.signal.gammatone(ftype="iir")``), bandwidth by the ERB of each
+    centre frequency; the centre frequency is parametrised as in
+    :class:`BiquadFilterbank`.
+
+    Args:
+        n_filters, sample_rate, scale, f_min, f_max: as for :class:`BiquadFilterbank`
+            (default scale ``erb``).
+        learn_frequency: whether the centre frequencies are parameters.
+
+    ``sos()`` is (n_filters, 4, 6).
+    """
+
+    def __init__(self, n_filters: int, sample_rate: float, scale: str = "erb", f_min: Optional[float] = None,
+                 f_max: Optional[float] = None, learn_frequency: bool = True, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self._n_filters = _check_count("n_filters", n_filters)
+        self.sample_rate = _check_sample_rate(sample_rate)
+        f_min, f_max = _band_edges(n_filters, self.sample_rate, f_min, f_max)
+        centres = design.centre_frequencies(n_filters, f_min, f_max, scale=scale, dtype=torch.float64)
+        _parameter_or_buffer(self, "raw_frequency", raw_from_frequency(centres, self.sample_rate / 2).to(dtype),
+                             learn_frequency)
+
+    @property
+    def centre_hz(self) -> Tensor:
+        return frequency_from_raw(self.raw_frequency, self.sample_rate / 2)
+
+    def sos(self) -> Tensor:
+        return design.gammatone_sos(self.centre_hz, self.sample_rate)
+
+
+class IIRFilterbank(_Filterbank):
+    """General IIR filters of order ``2 n_sections``, learnable through their poles and zeros.
+
+    Section k of filter n has a conjugate pole pair ``r e^{+-j theta}`` with
+    ``r = max_radius * sigmoid(raw)`` (inside the unit circle, so every
+    filter is stable) and ``theta`` in (0, pi) as the frequencies above, and a
+    free numerator ``[1, beta_1, beta_2]`` (zeros anywhere); the first section
+    carries the filter's gain. Initialised as resonators at centre frequencies
+    placed on ``scale``, with bandwidths from their spacing, zeros at z = +-1
+    and unit gain at the centre.
+
+    Args:
+        n_filters, sample_rate, scale, f_min, f_max: as for :class:`BiquadFilterbank`.
+        n_sections: second-order sections per filter.
+        max_radius: the largest pole radius (< 1).
+
+    ``sos()`` is (n_filters, n_sections, 6).
+    """
+
+    def __init__(self, n_filters: int, sample_rate: float, n_sections: int = 2, scale: str = "mel",
+                 f_min: Optional[float] = None, f_max: Optional[float] = None, max_radius: float = 0.9995,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self._n_filters = _check_count("n_filters", n_filters)
+        self.sample_rate = _check_sample_rate(sample_rate)
+        self.n_sections = _check_count("n_sections", n_sections)
+        if not 0 < max_radius < 1:
+            raise ValueError(f"max_radius must lie in (0, 1); got {max_radius!r}")
+        self.max_radius = float(max_radius)
+        f_min, f_max = _band_edges(n_filters, self.sample_rate, f_min, f_max)
+        nyquist = self.sample_rate / 2
+        centres = design.centre_frequencies(n_filters, f_min, f_max, scale=scale, dtype=torch.float64)
+        bandwidth = centres / _spacing_q(centres)
+        radius = torch.exp(-math.pi * bandwidth / self.sample_rate).clamp(max=0.999 * self.max_radius)
+        p = radius / self.max_radius
+        raw_radius = (torch.log(p) - torch.log1p(-p))[:, None].expand(n_filters, self.n_sections)
+        raw_angle = raw_from_frequency(centres, nyquist)[:, None].expand(n_filters, self.n_sections)
+        numerator = torch.tensor([0.0, -1.0], dtype=torch.float64).expand(n_filters, self.n_sections, 2)
+        self.raw_radius = nn.Parameter(raw_radius.to(dtype).clone())
+        self.raw_angle = nn.Parameter(raw_angle.to(dtype).clone())
+        self.numerator = nn.Parameter(numerator.to(dtype).clone())
+        self.gain = nn.Parameter(torch.ones(n_filters, dtype=dtype))
+        with torch.no_grad():
+            # Unit gain at each centre frequency.
+            _, response = design.sosfreqz(self.sos().double(), sample_rate=self.sample_rate,
+                                          frequencies=centres[:, None])
+            self.gain.copy_((1 / response.abs().squeeze(-1)).to(dtype))
+
+    @property
+    def pole_radius(self) -> Tensor:
+        """(n_filters, n_sections) in (0, max_radius)."""
+        return self.max_radius * torch.sigmoid(self.raw_radius)
+
+    @property
+    def pole_angle(self) -> Tensor:
+        """(n_filters, n_sections) radians in (0, pi)."""
+        return math.pi * frequency_from_raw(self.raw_angle, 1.0)
+
+    def sos(self) -> Tensor:
+        radius, angle = self.pole_radius, self.pole_angle
+        ones = torch.ones_like(radius)
+        a = torch.stack([ones, -2 * radius * torch.cos(angle), radius.square()], dim=-1)
+        b = torch.cat([ones.unsqueeze(-1), self.numerator], dim=-1)
+        gains = torch.cat([self.gain.unsqueeze(-1), torch.ones_like(radius[:, 1:])], dim=-1)
+        return torch.cat([b * gains.unsqueeze(-1), a], dim=-1)
+
+
+class FrontEnd(nn.Module):
+    """Raw-waveform front-end: filterbank -> energy -> smoothing -> decimation -> compression.
+
+    A drop-in for ``torchaudio.transforms.MelSpectrogram`` in a model: the
+    same output layout ``(..., n_filters, frames)`` with ``frames = 1 + time //
+    hop_length``, computed by learnable filters instead of an STFT.
+
+    Args:
+        n_filters: bands (ignored when ``filterbank`` is given).
+        sample_rate: Hz.
+        hop_length: samples between frames.
+        filterbank: any filterbank module of this file; default a
+            :class:`BiquadFilterbank` of band-passes on the mel scale with
+            learnable frequencies and Q.
+        energy: ``"square"`` or ``"abs"`` (see ``features.frame_energy``).
+        window: ``"hann"`` (2 x hop, the default) or ``"box"``: the smoothing low-pass.
+        compression: ``"log"``, ``"power"``, ``"pcen"`` or None.
+        floor: added before log/power, and PCEN's epsilon.
+        power: exponent of ``"power"``.
+        learn_pcen: whether PCEN's parameters (per filter) are learnable.
+
+    Shapes: x (time), (batch, time) or (batch, channels, time) ->
+    (n_filters, frames), (batch, n_filters, frames), (batch, channels, n_filters, frames).
+
+    Example:
+        >>> front_end = FrontEnd(n_filters=64, sample_rate=16000, hop_length=160)
+        >>> front_end(torch.randn(8, 16000)).shape
+        torch.Size([8, 64, 101])
+    """
+
+    def __init__(
+        self, n_filters: int = 64, sample_rate: float = 16000, hop_length: int = 160,
+        filterbank: Optional[nn.Module] = None, energy: str = "square", window: str = "hann",
+        compression: Optional[str] = "log", floor: float = 1e-6, power: float = 0.3, learn_pcen: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.sample_rate = _check_sample_rate(sample_rate)
+        self.hop_length = _check_count("hop_length", hop_length)
+        if filterbank is None:
+            filterbank = BiquadFilterbank(n_filters, self.sample_rate, dtype=dtype)
+        elif getattr(filterbank, "sample_rate", self.sample_rate) != self.sample_rate:
+            raise ValueError(f"the filterbank's sample_rate ({filterbank.sample_rate:g}) differs from the front-end's "
+                             f"({self.sample_rate:g})")
+        self.filterbank = filterbank
+        if energy not in ("square", "abs"):
+            raise ValueError(f"energy must be 'square' or 'abs'; got {energy!r}")
+        self.energy = energy
+        if compression not in ("log", "power", "pcen", None):
+            raise ValueError(f"compression must be 'log', 'power', 'pcen' or None; got {compression!r}")
+        self.compression = compression
+        if not floor > 0:
+            raise ValueError(f"floor must be > 0; got {floor!r}")
+        self.floor = float(floor)
+        if not 0 < power <= 1:
+            raise ValueError(f"power must be in (0, 1]; got {power!r}")
+        self.power = float(power)
+        self.register_buffer("window", features.smoothing_window(self.hop_length, kind=window, dtype=dtype))
+        n_filters = self.filterbank.n_filters
+        if compression == "pcen":
+            # Initial values of Wang et al. (2017) and LEAF: alpha 0.96, delta
+            # 2, root 0.5; smoothing over about 25 frames.
+            init = {"raw_smooth": torch.logit(torch.tensor(0.04)), "raw_alpha": torch.logit(torch.tensor(0.96)),
+                    "raw_delta": torch.log(torch.tensor(2.0)), "raw_root": torch.logit(torch.tensor(0.5))}
+            for name, value in init.items():
+                _parameter_or_buffer(self, name, torch.full((n_filters,), float(value), dtype=dtype), learn_pcen)
+
+    @property
+    def n_filters(self) -> int:
+        return self.filterbank.n_filters
+
+    def pcen_parameters(self) -> dict[str, Tensor]:
+        """PCEN's (n_filters,) parameters, constrained: smooth and alpha in (0, 1), delta > 0, root in (0, 1)."""
+        return {"smooth": torch.sigmoid(self.raw_smooth), "alpha": torch.sigmoid(self.raw_alpha),
+                "delta": torch.exp(self.raw_delta), "root": torch.sigmoid(self.raw_root)}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length)."""
+        bands = self.filterbank(x)
+        energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
+        if self.compression == "log":
+            return features.log_compress(energy, self.floor)
+        if self.compression == "power":
+            return features.power_compress(energy, self.power, self.floor)
+        if self.compression == "pcen":
+            return features.pcen(energy, floor=self.floor, **self.pcen_parameters())[0]
+        return energy
+
+    def extra_repr(self) -> str:
+        return f"hop_length={self.hop_length}, energy={self.energy!r}, compression={self.compression!r}"
