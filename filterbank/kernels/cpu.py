@@ -589,7 +589,10 @@ def iir_cascade_backward(
     dtype = _compute_dtype(x.dtype)
     xc = x.to(dtype).contiguous()
     bc, ac, zc = (t.to(dtype).contiguous() for t in (b, a, zi))
-    gy = grad_y.to(dtype).contiguous()
+    gy = grad_y.to(dtype)
+    if not gy.is_contiguous():
+        # E.g. the expanded gradient of a sum: copy into a (recycled) huge-page buffer.
+        gy = _empty(tuple(gy.shape), dtype).copy_(gy)
     gzf = grad_zf.to(dtype).contiguous()
     n_channels = b.shape[0]
     n_sections, order = b.shape[1], b.shape[2] - 1
