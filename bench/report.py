@@ -78,7 +78,29 @@ def sweep_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"lfilter": lfilter_table, "sweep": sweep_table}
+def frontend_table(record: dict) -> str:
+    machine, versions, workload = record["machine"], record["versions"], record["workload"]
+    where = machine.get("gpu") or f"{machine['cpu']}, {machine['cores']} cores"
+    lines = [
+        f"### Front-end, {record['device']}: {where}",
+        "",
+        f"x {tuple(workload['x'])}, {workload['filters']} band-pass biquads, hop {workload['hop_length']}, "
+        f"{workload['compression']} compression. torch {versions['torch']}; commit `{(record['commit'] or '?')[:10]}`, "
+        f"{record['date'][:10]}, `{record['_file']}`.",
+        "",
+        "| | median ms | min ms |",
+        "|---|---:|---:|",
+    ]
+    for name, row in record["rows"].items():
+        lines.append(f"| {name} | {row['median_ms']:.1f} | {row['min_ms']:.1f} |")
+    ratio = record["front_end_over_bare"]
+    lines.append("")
+    lines.append(f"Front-end over bare filtering: forward {ratio['forward']:.2f}x, "
+                 f"forward+backward {ratio['forward+backward']:.2f}x.")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"lfilter": lfilter_table, "sweep": sweep_table, "frontend": frontend_table}
 
 
 def main() -> None:
