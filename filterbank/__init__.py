@@ -9,6 +9,7 @@ Contents, from the top:
   Chebyshev sections, gammatone, frequency scales, ``freqz``/``sosfreqz``.
 * ``filterbank.nn`` - learnable filterbanks and the raw-waveform ``FrontEnd``.
 * ``filterbank.features`` - frame energies and compression (log, power, PCEN).
+* ``filterbank.plotting`` - ``plot_responses`` (needs matplotlib).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
   torch, the ground truth) and ``cpu`` (numba).

@@ -171,3 +171,15 @@ def test_modules_compile_without_graph_breaks():
 def test_errors(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_plot_responses_draws_every_filter(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from filterbank.plotting import plot_responses
+
+    bank = nn.GammatoneFilterbank(7, 16000)
+    ax = plot_responses(bank, n_frequencies=256)
+    assert len(ax.lines) == 7
+    ax.figure.savefig(tmp_path / "responses.png")
+    assert (tmp_path / "responses.png").stat().st_size > 0
