@@ -10,12 +10,14 @@ Contents, from the top:
 * ``filterbank.nn`` - learnable filterbanks and the raw-waveform ``FrontEnd``.
 * ``filterbank.features`` - frame energies and compression (log, power, PCEN).
 * ``filterbank.plotting`` - ``plot_responses`` (needs matplotlib).
+* ``filterbank.streaming`` - the state protocol (``State``); ``filterbank.tbptt``
+  - truncated backpropagation over long signals.
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
   torch, the ground truth) and ``cpu`` (numba).
 """
 
-from . import design, features, nn
+from . import design, features, nn, streaming, tbptt
 from .functional import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_zi, sosfiltfilt
 
 __version__ = "0.1.0"

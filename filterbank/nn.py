@@ -16,6 +16,9 @@ inside (0, Nyquist) whatever the optimiser does, and calls
   by ``hop_length`` -> compression (log, power law or learnable PCEN),
   shaped like ``torchaudio.transforms.MelSpectrogram``'s output.
 
+Every module streams (``filterbank.streaming``): ``y, state = module.stream(x,
+state)`` continues exactly where the last call stopped.
+
 Input shapes: ``(time)``, ``(batch, time)`` or ``(batch, channels, time)``.
 A filterbank's output puts a filter axis before time: ``(n_filters, time)``,
 ``(batch, n_filters, time)``, ``(batch, channels, n_filters, time)``.
@@ -30,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import design, features
+from . import _ops, design, features
 from .functional import sosfilt
+from .streaming import State, check_state, check_tensor
 
 __all__ = ["BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "FrontEnd"]
 
@@ -143,6 +147,28 @@ class _Filterbank(nn.Module):
         if zi is None:
             return sosfilt(self.sos(), x.unsqueeze(-2))
         return sosfilt(self.sos(), x.unsqueeze(-2), zi=zi)
+
+    def stream(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """Filter the next chunk of a signal, continuing from ``state``.
+
+        Args:
+            x: (time), (batch, time) or (batch, channels, time): the next samples.
+            state: what the previous call returned; None means rest.
+
+        Returns:
+            ``(y, state)``: y (..., n_filters, time), and the state after the
+            last sample: ``State(zi=(..., n_filters, n_sections, 2))``.
+        """
+        _check_input(x)
+        sos = self.sos()
+        shape = x.shape[:-1] + sos.shape[:-1] + (2,)
+        if state is None:
+            zi = torch.zeros(shape, dtype=sos.dtype, device=x.device)
+        else:
+            owner = type(self).__name__
+            zi = check_tensor(owner, "zi", check_state(owner, state, ("zi",))["zi"], shape, sos.dtype, x.device)
+        y, zf = sosfilt(sos, x.unsqueeze(-2), zi=zi)
+        return y, State(zi=zf)
 
     def responses(self, n_frequencies: int = 512) -> tuple[Tensor, Tensor]:
         """Magnitude responses of the bank.
@@ -460,13 +486,78 @@ class FrontEnd(nn.Module):
         """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length)."""
         bands = self.filterbank(x)
         energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
+        return self._compress(energy, None)[0]
+
+    def _compress(self, energy: Tensor, pcen_state: Optional[Tensor]):
         if self.compression == "log":
-            return features.log_compress(energy, self.floor)
+            return features.log_compress(energy, self.floor), None
         if self.compression == "power":
-            return features.power_compress(energy, self.power, self.floor)
+            return features.power_compress(energy, self.power, self.floor), None
         if self.compression == "pcen":
-            return features.pcen(energy, floor=self.floor, **self.pcen_parameters())[0]
-        return energy
+            if energy.shape[-1] == 0:
+                return energy, pcen_state
+            return features.pcen(energy, floor=self.floor, zi=pcen_state, **self.pcen_parameters())
+        return energy, None
+
+    def _frames(self, buffer: Tensor, n_frames: int) -> Tensor:
+        """Frames whose windows start at buffer[..., 0], buffer[..., hop], ...: (..., n_frames)."""
+        leading, length = buffer.shape[:-1], buffer.shape[-1]
+        energy = _ops.frame_energy(buffer.reshape(math.prod(leading), length), self.window, self.hop_length, 0,
+                                   n_frames, self.energy == "square")
+        return energy.reshape(leading + (n_frames,))
+
+    def stream(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """Features of the next chunk of a signal, continuing from ``state``.
+
+        Emits every frame whose smoothing window lies within the samples seen
+        so far; :meth:`finish` emits the rest at the end. Over any chunking,
+        the streamed frames followed by ``finish`` equal :meth:`forward` on
+        the whole signal.
+
+        Args:
+            x: (time), (batch, time) or (batch, channels, time): the next samples.
+            state: what the previous call returned; None means the start of a signal.
+
+        Returns:
+            ``(features, state)``: (..., n_filters, frames emitted now).
+        """
+        _check_input(x)
+        offset, length, hop = self.window.shape[0] // 2, self.window.shape[0], self.hop_length
+        owner = type(self).__name__
+        if state is None:
+            filterbank_state, pcen_state, samples, frames = None, None, 0, 0
+            buffer = torch.zeros(x.shape[:-1] + (self.n_filters, offset), dtype=self.window.dtype, device=x.device)
+        else:
+            check_state(owner, state, ("filterbank", "bands", "samples", "frames", "pcen"))
+            filterbank_state, pcen_state = state["filterbank"], state["pcen"]
+            samples, frames = int(state["samples"]), int(state["frames"])
+            shape = x.shape[:-1] + (self.n_filters, samples + offset - frames * hop)
+            buffer = check_tensor(owner, "bands", state["bands"], shape, self.window.dtype, x.device)
+            if pcen_state is not None:
+                check_tensor(owner, "pcen", pcen_state, x.shape[:-1] + (self.n_filters, 1), self.window.dtype,
+                             x.device)
+        bands, filterbank_state = self.filterbank.stream(x, filterbank_state)
+        buffer = torch.cat([buffer, bands], dim=-1)
+        samples += x.shape[-1]
+        # Frames f with f * hop - offset + length <= samples are complete.
+        complete = (samples + offset - length) // hop + 1 if samples + offset >= length else 0
+        n_new = max(0, complete - frames)
+        energy = self._frames(buffer, n_new)
+        out, pcen_state = self._compress(energy, pcen_state)
+        state = State(filterbank=filterbank_state, bands=buffer[..., n_new * hop :], samples=samples,
+                      frames=frames + n_new, pcen=pcen_state)
+        return out, state
+
+    def finish(self, state: State) -> Tensor:
+        """The last frames of a streamed signal (windows reaching past its end, zero there).
+
+        Returns:
+            (..., n_filters, 1 + samples // hop_length - frames emitted so far).
+        """
+        check_state(type(self).__name__, state, ("filterbank", "bands", "samples", "frames", "pcen"))
+        remaining = 1 + int(state["samples"]) // self.hop_length - int(state["frames"])
+        energy = self._frames(state["bands"], remaining)
+        return self._compress(energy, state["pcen"])[0]
 
     def extra_repr(self) -> str:
         return f"hop_length={self.hop_length}, energy={self.energy!r}, compression={self.compression!r}"

@@ -1,0 +1,90 @@
+"""The state protocol: carrying filters and layers exactly across chunks.
+
+Every stateful thing in filterbank continues where it stopped:
+
+* functions take ``zi`` and return ``zf`` (``lfilter``, ``sosfilt``, ``pcen``);
+* modules have ``stream(x, state=None) -> (y, state)``, where ``state=None``
+  means rest, and the front-end also ``finish(state) -> y`` for the frames
+  whose windows reach past the last sample. Feeding a signal chunk by chunk
+  (any chunk sizes) and concatenating the outputs (plus ``finish``) gives the
+  same result as one call of the module on the whole signal.
+
+A state is a :class:`State`: a small dict of tensors (or nested States)
+that moves with ``.to()``, detaches with ``.detach()`` (truncated
+backpropagation, ``filterbank.tbptt``), and saves with ``torch.save``. A state
+given back to a module is checked against what that module would make, and a
+mismatch (another filter count, dtype, device or batch shape) is a clear error
+naming the entry and what differs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["State", "detach"]
+
+
+class State(dict):
+    """A dict of tensors and nested States, with tensor-like ``to``/``detach``/``clone``."""
+
+    def _map(self, function) -> "State":
+        return State({key: value._map(function) if isinstance(value, State) else
+                      (function(value) if isinstance(value, Tensor) else value) for key, value in self.items()})
+
+    def to(self, *args, **kwargs) -> "State":
+        """Every tensor ``.to(*args, **kwargs)`` (device and/or dtype)."""
+        return self._map(lambda tensor: tensor.to(*args, **kwargs))
+
+    def detach(self) -> "State":
+        """Every tensor detached: gradients stop at this state."""
+        return self._map(Tensor.detach)
+
+    def clone(self) -> "State":
+        return self._map(Tensor.clone)
+
+    def __repr__(self) -> str:
+        def describe(value):
+            if isinstance(value, Tensor):
+                return f"Tensor{tuple(value.shape)}[{str(value.dtype).replace('torch.', '')}, {value.device}]"
+            return repr(value)
+
+        return "State(" + ", ".join(f"{key}={describe(value)}" for key, value in self.items()) + ")"
+
+
+def detach(state: Union[State, Tensor, None]):
+    """``state.detach()`` for a State or a tensor (a functional ``zf``); None stays None."""
+    if state is None:
+        return None
+    return state.detach()
+
+
+def check_tensor(owner: str, name: str, value, shape: Optional[tuple], dtype: torch.dtype,
+                 device: torch.device) -> Tensor:
+    """The entry ``name`` of ``owner``'s state, checked against the tensor the module would make."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{owner} state[{name!r}] must be a tensor; got {type(value).__name__}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{owner} state[{name!r}] has shape {tuple(value.shape)} but this module and input need "
+                         f"{tuple(shape)} (a state from another filter count, batch shape or module?)")
+    if value.dtype != dtype:
+        raise TypeError(f"{owner} state[{name!r}] has dtype {value.dtype} but the module computes in {dtype}; "
+                        "convert it with state.to(dtype)")
+    if value.device != device:
+        raise ValueError(f"{owner} state[{name!r}] is on {value.device} but the input is on {device}; "
+                         "move it with state.to(device)")
+    return value
+
+
+def check_state(owner: str, state, keys: tuple[str, ...]) -> State:
+    if not isinstance(state, State):
+        raise TypeError(f"{owner} state must be a filterbank.streaming.State (from an earlier call of stream) or "
+                        f"None; got {type(state).__name__}")
+    missing = [key for key in keys if key not in state]
+    extra = [key for key in state if key not in keys]
+    if missing or extra:
+        raise ValueError(f"{owner} state has entries {sorted(state)} but this module needs {sorted(keys)} "
+                         "(a state from another kind of module?)")
+    return state
