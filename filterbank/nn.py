@@ -128,6 +128,22 @@ class _Filterbank(nn.Module):
     def sos(self) -> Tensor:  # pragma: no cover - each subclass defines it
         raise NotImplementedError
 
+    def _current_sos(self) -> Tensor:
+        """``sos()``, reused while no gradient is recorded and no parameter changed.
+
+        Streaming in 10 ms blocks would otherwise spend most of its time
+        redesigning the same filters; in-place updates (optimisers, ``load_state_dict``)
+        bump a tensor's version, which invalidates the cache.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self.sos()
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in (*self.parameters(), *self.buffers()))
+        cached = self.__dict__.get("_sos_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self.sos())
+            self.__dict__["_sos_cache"] = cached
+        return cached[1]
+
     @property
     def n_filters(self) -> int:
         return self._n_filters
@@ -145,8 +161,8 @@ class _Filterbank(nn.Module):
         """
         _check_input(x)
         if zi is None:
-            return sosfilt(self.sos(), x.unsqueeze(-2))
-        return sosfilt(self.sos(), x.unsqueeze(-2), zi=zi)
+            return sosfilt(self._current_sos(), x.unsqueeze(-2))
+        return sosfilt(self._current_sos(), x.unsqueeze(-2), zi=zi)
 
     def stream(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
         """Filter the next chunk of a signal, continuing from ``state``.
@@ -160,7 +176,7 @@ class _Filterbank(nn.Module):
             last sample: ``State(zi=(..., n_filters, n_sections, 2))``.
         """
         _check_input(x)
-        sos = self.sos()
+        sos = self._current_sos()
         shape = x.shape[:-1] + sos.shape[:-1] + (2,)
         if state is None:
             zi = torch.zeros(shape, dtype=sos.dtype, device=x.device)

@@ -523,7 +523,21 @@ def _backward_kernel(
 # Entry points (torch in, torch out).
 
 
+_PLANS: dict = {}
+
+
 def _plan(x_index: np.ndarray, width: int):
+    """``_make_plan``, remembered for the last few layouts (streaming asks for the same one every block)."""
+    key = (x_index.tobytes(), width)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 32:
+            _PLANS.pop(next(iter(_PLANS)))
+        plan = _PLANS[key] = _make_plan(x_index, width)
+    return plan
+
+
+def _make_plan(x_index: np.ndarray, width: int):
     """Sort channels by input row; describe tiles and runs of shared rows.
 
     Returns per lane (sorted order): the channel, its input row, its partial

@@ -57,12 +57,9 @@ def _block_kernels(window: np.ndarray, hop: int, offset: int) -> tuple[np.ndarra
     d_last = (length - 1 - offset) // hop            # largest d with d hop + offset <= length - 1
     if d_last - d_first + 1 > 3:
         raise ValueError(f"the window ({length} samples, centred) must span at most 3 hops of {hop} samples")
-    kernels = np.zeros((3, hop), window.dtype)
-    for k, d in enumerate(range(d_first, d_last + 1)):
-        for r in range(hop):
-            i = d * hop + r + offset
-            if 0 <= i < length:
-                kernels[k, r] = window[i]
+    index = (d_first + np.arange(3))[:, None] * hop + np.arange(hop) + offset
+    inside = (index >= 0) & (index < length)
+    kernels = np.where(inside, window[np.clip(index, 0, length - 1)], 0).astype(window.dtype)
     return kernels, d_first
 
 
