@@ -178,6 +178,11 @@ def main(argv=None) -> dict:
         # call writes into fresh pages, as the first call of a loop does.
         with output_cache_off():
             row("filterbank forward, output cache off", forward, args.repeat)
+    # The drop-in for torchaudio, called as torchaudio is (waveform, a, b).
+    import filterbank.compat.torchaudio as compat
+
+    row("filterbank.compat.torchaudio.lfilter", lambda: compat.lfilter(x, a, b, clamp=False, batching=False),
+        args.repeat, error_of=lambda: compat.lfilter(x, a, b, clamp=False, batching=False)[:n_check])
     leaves = [t.clone().requires_grad_() for t in (x, b, a)]
 
     def forward_backward():
