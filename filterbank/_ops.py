@@ -33,7 +33,8 @@ from .kernels import cuda as _cuda
 from .kernels import frames as _frames
 from .kernels import reference as _reference
 
-__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward"]
+__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "call_iir_cascade",
+           "call_frame_energy"]
 
 _warned: set[str] = set()
 
@@ -69,8 +70,7 @@ def _check_a0(a: Tensor) -> None:
         raise ValueError(f"a[..., 0] must be non-zero; got 0 at channel {channel}, section {section}")
 
 
-@torch.library.custom_op("filterbank::iir_cascade", mutates_args=())
-def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
+def _iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
     """Filter each channel ``p`` of ``x[x_index[p]]`` through its cascade of sections.
 
     Args:
@@ -89,6 +89,9 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
         return _cuda.iir_cascade(x, x_index, b, a, zi)
     _fallback_warning(x.device, b.shape[-1] - 1)
     return _reference.iir_cascade(x, x_index, b, a, zi)
+
+
+iir_cascade = torch.library.custom_op("filterbank::iir_cascade", _iir_cascade, mutates_args=())
 
 
 @iir_cascade.register_fake
@@ -152,12 +155,14 @@ def _backward_composite(grad_y, grad_zf, x, x_index, b, a, zi):
 # Frame energies (the front-end's smoothing and decimation; kernels/frames.py).
 
 
-@torch.library.custom_op("filterbank::frame_energy", mutates_args=())
-def frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
+def _frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
     """``E[p, f] = sum_i window[i] e(y[p, f hop - offset + i])``; y: (P, T) -> (P, n_frames)."""
     if y.device.type == "cpu":
         return _frames.cpu_frame_energy(y, window, hop, offset, n_frames, square)
     return _frames.reference_frame_energy(y, window, hop, offset, n_frames, square)
+
+
+frame_energy = torch.library.custom_op("filterbank::frame_energy", _frame_energy, mutates_args=())
 
 
 @frame_energy.register_fake
@@ -203,3 +208,36 @@ def _frame_backward(ctx, grad):
 
 
 frame_energy.register_autograd(_frame_backward, setup_context=_frame_setup_context)
+
+
+# --------------------------------------------------------------------------
+# Eager inference calls.
+
+
+def _plain_inference(*tensors: Tensor) -> bool:
+    """True when no autograd, tracing or dispatch mode needs to see the op.
+
+    Then the op's implementation is called directly: the dispatcher's
+    custom-op path costs little per call, but its first call imports
+    ``torch._dynamo`` (about 1.5 s), which a feature-extraction process
+    starting up should not pay.
+    """
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or \
+            torch._C._is_torch_function_mode_enabled():
+        return False
+    grad = torch.is_grad_enabled()
+    return all(type(t) is Tensor and not (grad and t.requires_grad) for t in tensors)
+
+
+def call_iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`iir_cascade`, called directly in plain eager inference (same results)."""
+    if _plain_inference(x, x_index, b, a, zi):
+        return _iir_cascade(x, x_index, b, a, zi)
+    return iir_cascade(x, x_index, b, a, zi)
+
+
+def call_frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
+    """:func:`frame_energy`, called directly in plain eager inference (same results)."""
+    if _plain_inference(y, window):
+        return _frame_energy(y, window, hop, offset, n_frames, square)
+    return frame_energy(y, window, hop, offset, n_frames, square)

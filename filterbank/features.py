@@ -82,7 +82,7 @@ def frame_energy(
         raise ValueError("bands must have a time axis; got a 0-d tensor")
     leading, n_time = bands.shape[:-1], bands.shape[-1]
     n_frames = 1 + n_time // hop_length
-    energies = _ops.frame_energy(bands.reshape(math.prod(leading), n_time), window, hop_length, window.shape[0] // 2, n_frames,
+    energies = _ops.call_frame_energy(bands.reshape(math.prod(leading), n_time), window, hop_length, window.shape[0] // 2, n_frames,
                                  energy == "square")
     return energies.reshape(leading + (n_frames,))
 

@@ -129,7 +129,7 @@ def _filter(x: Tensor, axis: int, b: Tensor, a: Tensor, zi: Optional[Tensor]) ->
         zi = x.new_zeros((n_channels, n_sections, order))
     else:
         zi = zi.expand(batch + zi.shape[-2:]).reshape(n_channels, n_sections, order)
-    y, zf = _ops.iir_cascade(rows, x_index, b, a, zi)
+    y, zf = _ops.call_iir_cascade(rows, x_index, b, a, zi)
     y = y.reshape(batch + (n_time,)).movedim(-1, from_end)
     return y, zf.reshape(batch + (n_sections, order))
 

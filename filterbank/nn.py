@@ -498,11 +498,50 @@ class FrontEnd(nn.Module):
         return {"smooth": torch.sigmoid(self.raw_smooth), "alpha": torch.sigmoid(self.raw_alpha),
                 "delta": torch.exp(self.raw_delta), "root": torch.sigmoid(self.raw_root)}
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length)."""
-        bands = self.filterbank(x)
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length).
+
+        Args:
+            x: (..., time) signals.
+            lengths: for a zero-padded batch, (batch,) integers: the samples of
+                each signal ``x[i]`` (shape (batch, time) or (batch, channels,
+                time)) that are real. Frames ``:1 + lengths[i] // hop_length``
+                of ``out[i]`` then equal the features of ``x[i, ..., :lengths[i]]``
+                alone (the filters' ringing past the end is not counted), and
+                later frames are zero.
+        """
+        if lengths is None:
+            bands = self.filterbank(x)
+            energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
+            return self._compress(energy, None)[0]
+        lengths = self._check_lengths(x, lengths)
+        bands = self.filterbank(x)                      # (batch, [channels,] n_filters, time)
+        n_time = bands.shape[-1]
+        if torch.is_grad_enabled() and bands.requires_grad:
+            keep = torch.arange(n_time, device=bands.device) < lengths.unsqueeze(-1)   # (batch, time)
+            bands = bands * keep.reshape(keep.shape[:1] + (1,) * (bands.ndim - 2) + keep.shape[1:])
+        else:
+            for index, length in enumerate(lengths.tolist()):
+                if length < n_time:
+                    bands[index, ..., length:] = 0  # only the padding is written
         energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
-        return self._compress(energy, None)[0]
+        out = self._compress(energy, None)[0]
+        valid = torch.arange(out.shape[-1], device=out.device) < (1 + lengths // self.hop_length).unsqueeze(-1)
+        return out * valid.reshape(valid.shape[:1] + (1,) * (out.ndim - 2) + valid.shape[1:])
+
+    @staticmethod
+    def _check_lengths(x: Tensor, lengths) -> Tensor:
+        if x.ndim < 2:
+            raise ValueError(f"lengths needs a batch: x must have shape (batch, time) or (batch, channels, time); "
+                             f"got {tuple(x.shape)}")
+        values = torch.as_tensor(lengths)
+        if values.dtype.is_floating_point or values.dtype == torch.bool or values.shape != (x.shape[0],):
+            raise ValueError(f"lengths must be {x.shape[0]} integers (one per signal of the batch); got "
+                             f"{values.dtype} of shape {tuple(values.shape)}")
+        if bool((values < 0).any()) or bool((values > x.shape[-1]).any()):
+            raise ValueError(f"lengths must be in [0, {x.shape[-1]}] (the padded length); got "
+                             f"{values.min().item()} to {values.max().item()}")
+        return values.to(device=x.device, dtype=torch.int64)
 
     def _compress(self, energy: Tensor, pcen_state: Optional[Tensor]):
         if self.compression == "log":
@@ -518,7 +557,7 @@ class FrontEnd(nn.Module):
     def _frames(self, buffer: Tensor, n_frames: int) -> Tensor:
         """Frames whose windows start at buffer[..., 0], buffer[..., hop], ...: (..., n_frames)."""
         leading, length = buffer.shape[:-1], buffer.shape[-1]
-        energy = _ops.frame_energy(buffer.reshape(math.prod(leading), length), self.window, self.hop_length, 0,
+        energy = _ops.call_frame_energy(buffer.reshape(math.prod(leading), length), self.window, self.hop_length, 0,
                                    n_frames, self.energy == "square")
         return energy.reshape(leading + (n_frames,))
 

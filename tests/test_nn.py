@@ -183,3 +183,43 @@ def test_plot_responses_draws_every_filter(tmp_path):
     assert len(ax.lines) == 7
     ax.figure.savefig(tmp_path / "responses.png")
     assert (tmp_path / "responses.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("compression", ["log", "pcen", None])
+@pytest.mark.parametrize("channels", [(), (2,)])
+def test_front_end_on_a_padded_batch_equals_each_signal_alone(compression, channels):
+    torch.manual_seed(0)
+    front_end = nn.FrontEnd(n_filters=12, sample_rate=16000, hop_length=80, compression=compression)
+    lengths = [4000, 3219, 81, 0]
+    signals = [torch.randn(channels + (n,)) for n in lengths]
+    batch = torch.zeros((len(lengths),) + channels + (4000,))
+    for index, signal in enumerate(signals):
+        batch[index, ..., : signal.shape[-1]] = signal
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            out = front_end(batch, torch.tensor(lengths))
+        assert out.shape == (4,) + channels + (12, 51)
+        for index, signal in enumerate(signals):
+            alone = front_end(signal).detach()
+            n_frames = alone.shape[-1]
+            assert n_frames == 1 + lengths[index] // 80
+            torch.testing.assert_close(out[index, ..., :n_frames].detach(), alone, rtol=1e-4, atol=1e-5)
+            assert (out[index, ..., n_frames:] == 0).all()
+    # gradients reach the filters only through the real samples
+    out = front_end(batch.requires_grad_(True), lengths)
+    out.sum().backward()
+    assert batch.grad[3].abs().max() == 0 and batch.grad[2, ..., 81:].abs().max() == 0
+
+
+@pytest.mark.parametrize("lengths, message", [
+    ([10, 10], r"lengths must be 3 integers \(one per signal of the batch\); got torch.int64 of shape \(2,\)"),
+    ([1.0, 2.0, 3.0], "lengths must be 3 integers"),
+    ([10, -1, 3], r"lengths must be in \[0, 400\] \(the padded length\); got -1 to 10"),
+    ([10, 401, 3], r"lengths must be in \[0, 400\]"),
+])
+def test_front_end_lengths_errors(lengths, message):
+    front_end = nn.FrontEnd(n_filters=4, sample_rate=16000, hop_length=80)
+    with pytest.raises(ValueError, match=message):
+        front_end(torch.zeros(3, 400), lengths)
+    with pytest.raises(ValueError, match=r"lengths needs a batch"):
+        front_end(torch.zeros(400), [400])

@@ -112,3 +112,36 @@ def test_torch_compile_inductor():
     a = torch.tensor([1.0, -1.1, 0.4]).repeat(4, 1)
     compiled = torch.compile(lambda b, a, x: filterbank.lfilter(b, a, x) * 2, fullgraph=True)
     torch.testing.assert_close(compiled(b, a, x), filterbank.lfilter(b, a, x) * 2)
+
+
+def test_eager_inference_skips_the_dispatcher_with_the_same_results(rng):
+    # call_iir_cascade runs the kernel directly in plain no-grad eager code
+    # (no torch._dynamo import at start-up) and the custom op otherwise.
+    x, x_index, b, a, zi = make_case(rng, 3, 5, 2, 2, 300, "mixed")
+    with torch.no_grad():
+        direct = _ops.call_iir_cascade(x, x_index, b, a, zi)
+        through_op = _ops.iir_cascade(x, x_index, b, a, zi)
+    for got, expected in zip(direct, through_op):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert _ops._plain_inference(x, b) and not _ops._plain_inference(x, b.clone().requires_grad_(True))
+    with torch.no_grad():
+        assert _ops._plain_inference(x, b)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        fake = mode.from_tensor(x)
+        assert not _ops._plain_inference(fake)
+
+
+def test_no_grad_front_end_does_not_import_dynamo():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, filterbank\n"
+            "before = 'torch._dynamo' in sys.modules\n"
+            "with torch.no_grad():\n"
+            "    filterbank.nn.FrontEnd(n_filters=8, sample_rate=16000)(torch.randn(2, 1600))\n"
+            "print(before, 'torch._dynamo' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = run.stdout.split()
+    assert before == "True" or after == "False", run.stdout
