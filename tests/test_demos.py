@@ -38,3 +38,27 @@ def test_filter_speech_reports_an_unreadable_file(tmp_path, capsys):
     broken.write_bytes(b"not audio")
     assert demo.main([str(broken), "--out", str(tmp_path)]) == 1
     assert "broken.flac: cannot read" in capsys.readouterr().err
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "demos" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lfilter_speed_plots_a_saved_run(tmp_path):
+    saved = sorted((ROOT / "bench" / "results").glob("lfilter_cpu_*.json"))[-1]
+    png = tmp_path / "speed.png"
+    assert _load("lfilter_speed").main(["--from", str(saved), "--png", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_draw_features_draws_what_extract_wrote(tmp_path, capsys):
+    from filterbank import cli
+
+    assert cli.main(["extract", str(ROOT / "data" / "speech"), "--out", str(tmp_path / "features"),
+                     "--n-filters", "16"]) == 0
+    assert _load("draw_features").main([str(tmp_path / "features")]) == 0
+    assert (tmp_path / "features.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(4 files)" in capsys.readouterr().out
