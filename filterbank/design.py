@@ -35,6 +35,8 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor
 
+from ._shapes import broadcast_shapes
+
 __all__ = [
     "lowpass_biquad", "highpass_biquad", "bandpass_biquad", "bandpass_skirt_biquad", "notch_biquad",
     "allpass_biquad", "peaking_biquad", "lowshelf_biquad", "highshelf_biquad", "q_from_bandwidth",
@@ -103,7 +105,7 @@ def _floats(arguments: dict, dtype: Optional[torch.dtype] = None, broadcast: boo
                for value in arguments.values()]
     if broadcast:
         try:
-            torch.broadcast_shapes(*(tensor.shape for tensor in tensors))
+            broadcast_shapes(*(tensor.shape for tensor in tensors))
         except RuntimeError:
             shapes = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in zip(arguments, tensors))
             raise ValueError(f"shapes do not broadcast: {shapes}") from None
@@ -787,7 +789,7 @@ def _iir_sos(family: str, order: int, cutoff_hz: Number, sample_rate: float, bty
     batch_shape = cutoff.shape[:-1] if band else cutoff.shape
     if parameter_name is not None:
         try:
-            batch_shape = torch.broadcast_shapes(batch_shape, tensors[1].shape)
+            batch_shape = broadcast_shapes(batch_shape, tensors[1].shape)
         except RuntimeError:
             raise ValueError(f"shapes do not broadcast: cutoff_hz {tuple(cutoff.shape)}"
                              f"{' (batch ' + str(tuple(cutoff.shape[:-1])) + ')' if band else ''}, "
@@ -1025,7 +1027,7 @@ def _check_response_arguments(n_frequencies, sample_rate, whole, frequencies, re
         raise TypeError(f"frequencies is {frequencies.dtype} on {frequencies.device} but {reference_name} is "
                         f"{reference.dtype} on {reference.device}; pass tensors of one dtype and device")
     try:
-        torch.broadcast_shapes(*batch_shapes, frequencies.shape[:-1])
+        broadcast_shapes(*batch_shapes, frequencies.shape[:-1])
     except RuntimeError:
         raise ValueError(f"the batch dimensions of frequencies {tuple(frequencies.shape[:-1])} do not broadcast "
                          f"against those of {reference_name} {tuple(batch_shapes[0])}") from None
@@ -1086,7 +1088,7 @@ def freqz(b: Tensor, a: Tensor, n_frequencies: int = 512, sample_rate: Optional[
         raise TypeError(f"a is {a.dtype} on {a.device} but b is {b.dtype} on {b.device}; "
                         f"pass tensors of one dtype and device")
     try:
-        torch.broadcast_shapes(b.shape[:-1], a.shape[:-1])
+        broadcast_shapes(b.shape[:-1], a.shape[:-1])
     except RuntimeError:
         raise ValueError(f"the batch dimensions of b {tuple(b.shape[:-1])} and a {tuple(a.shape[:-1])} "
                          f"do not broadcast") from None

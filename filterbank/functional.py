@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _ops
+from ._shapes import broadcast_shapes
 
 __all__ = ["lfilter", "sosfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "filtfilt", "sosfiltfilt"]
 
@@ -85,7 +86,7 @@ def _check_sos(sos: Tensor) -> None:
 
 def _broadcast(shapes: dict) -> torch.Size:
     try:
-        return torch.broadcast_shapes(*shapes.values())
+        return broadcast_shapes(*shapes.values())
     except RuntimeError:
         listed = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
         raise ValueError(

@@ -147,13 +147,13 @@ def test_batch_consistency_and_layouts(rng):
 
 def test_shared_input_is_not_copied(monkeypatch):
     seen = {}
-    original = _ops.iir_cascade
+    original = _ops.call_iir_cascade
 
     def spy(rows, x_index, b, a, zi):
         seen["rows"] = rows.shape
         return original(rows, x_index, b, a, zi)
 
-    monkeypatch.setattr(_ops, "iir_cascade", spy)
+    monkeypatch.setattr(_ops, "call_iir_cascade", spy)
     x = torch.randn(32, 1000)
     b = torch.randn(128, 3)
     a = torch.tensor([1.0, -1.5, 0.7]).repeat(128, 1)
@@ -276,3 +276,17 @@ def test_package_exports():
     assert filterbank.__all__ == ["lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic",
                                   "__version__"]
     assert isinstance(filterbank.__version__, str)
+
+
+@pytest.mark.parametrize("shapes", [[(3, 1), (1, 4)], [(), (2,)], [(5, 0), (1, 1)], [(2, 3, 1), (3, 7)], [(0,), (1,)],
+                                    [(2,), (3,)], [(4, 2), (3, 2)], []])
+def test_broadcast_shapes_agrees_with_torch(shapes):
+    from filterbank._shapes import broadcast_shapes
+
+    try:
+        expected = torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="does not broadcast"):
+            broadcast_shapes(*shapes)
+    else:
+        assert broadcast_shapes(*shapes) == expected
