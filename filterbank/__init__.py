@@ -12,9 +12,12 @@ Contents, from the top:
 * ``filterbank.plotting`` - ``plot_responses`` (needs matplotlib).
 * ``filterbank.streaming`` - the state protocol (``State``); ``filterbank.tbptt``
   - truncated backpropagation over long signals.
+* ``filterbank.resample`` - rational resampling (polyphase windowed sinc).
+* ``filterbank.compat.torchaudio`` - drop-ins for ``torchaudio.functional``'s filters.
+* ``filterbank.cli`` - the ``filterbank`` command (extract, filter, response, bench).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
-  torch, the ground truth) and ``cpu`` (numba).
+  torch, the ground truth), ``cpu`` (numba) and ``cuda`` (``csrc/``).
 """
 
 from . import design, features, nn, streaming, tbptt

@@ -292,6 +292,7 @@ def _order_by_length(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
 
 
 def command_extract(args) -> int:
+    start = time.perf_counter()
     files, problems = find_audio(args.inputs)
     out = Path(args.out)
     pairs, clashes = output_paths(files, args.inputs, out, "." + args.format)
@@ -309,7 +310,6 @@ def command_extract(args) -> int:
     group_size = max(args.batch_size, 1) * 4
     groups = [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
     records: list[dict] = [{"input": name, "status": "error", "reason": reason} for name, reason in problems]
-    start = time.perf_counter()
     done = 0
     if args.workers > 1 and len(groups) > 1:
         import multiprocessing
@@ -628,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--resample", action="store_true", help="resample files at other rates to --sample-rate")
     extract.add_argument("--mono", action="store_true", help="mix multichannel files down to one channel")
     extract.add_argument("--format", default="npy", choices=["npy", "pt"])
-    extract.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
+    extract.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu); plain cuda under torchrun "
+                                                         "means cuda:$LOCAL_RANK")
     extract.add_argument("--batch-size", type=_positive_int, default=32, help="files per forward call (default 32)")
     extract.add_argument("--memory-mb", type=_positive_int, default=1024,
                          help="memory per worker for band signals (default 1024): batches stay within it, and a file "
@@ -692,6 +693,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.subtype not in soundfile.available_subtypes():
             parser.error(f"--subtype must be one of {', '.join(sorted(soundfile.available_subtypes()))}; got "
                          f"{args.subtype!r}")
+    if args.command == "extract" and args.device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        args.device = f"cuda:{os.environ['LOCAL_RANK']}"   # under torchrun: one GPU per process
     if getattr(args, "device", "cpu") != "cpu":
         import torch
 
