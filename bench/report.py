@@ -22,7 +22,7 @@ def newest_results() -> list[dict]:
     for path in sorted(RESULTS.glob("*.json")):
         record = json.loads(path.read_text())
         record["_file"] = path.name
-        key = (record["benchmark"], record["device"].split(":")[0])
+        key = (record["benchmark"], record["device"].split(":")[0], record.get("files", 0))
         if key not in newest or record["date"] > newest[key]["date"]:
             newest[key] = record
     return [newest[key] for key in sorted(newest)]
@@ -100,7 +100,29 @@ def frontend_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"lfilter": lfilter_table, "sweep": sweep_table, "frontend": frontend_table}
+def extract_table(record: dict) -> str:
+    machine, versions = record["machine"], record["versions"]
+    lines = [
+        f"### filterbank extract, {record['device']}: {machine['cpu']}, {machine['cores']} cores",
+        "",
+        f"{record['files']} one-second 16 kHz FLAC files -> {record['n_filters']}-band log features (.npy) and a "
+        f"manifest; reading and writing included. torch {versions['torch']}; commit "
+        f"`{(record['commit'] or '?')[:10]}`, {record['date'][:10]}, `{record['_file']}`.",
+        "",
+        "| run | workers | batch | seconds | × real time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in record["runs"]:
+        kind = "warmed-up process" if run["steady_state"] else "fresh process"
+        lines.append(f"| {kind} | {run['workers']} | {run['batch_size']} | {run['seconds']:.2f} | "
+                     f"{run['real_time_factor']:.0f} |")
+    if "startup_s" in record:
+        lines += ["", f"A fresh process spends {record['startup_s']:.2f} s before any file (Python, torch and "
+                      "filterbank imported: `python -m filterbank extract --help`)."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"extract": extract_table, "lfilter": lfilter_table, "sweep": sweep_table, "frontend": frontend_table}
 
 
 def main() -> None:
