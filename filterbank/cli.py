@@ -265,15 +265,17 @@ def _extract_group(args) -> list[dict]:
     return records
 
 
-def _progress(done: int, total: int, start: float, stream=sys.stderr) -> None:
-    if not stream.isatty() and done not in (total,) and done % max(1, total // 20):
+def _progress(done: int, total: int, start: float, stream=None) -> None:
+    """A bar redrawn in place on a terminal; in a log, a line every 10% of the files."""
+    stream = stream or sys.stderr
+    terminal = stream.isatty()
+    if not terminal and done != total and done % max(1, total // 10):
         return
     elapsed = time.perf_counter() - start
     width = 30
     filled = int(width * done / max(total, 1))
-    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files, {elapsed:.1f} s")
-    if done == total:
-        stream.write("\n")
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files, {elapsed:.1f} s"
+    stream.write(("\r" + line + ("\n" if done == total else "")) if terminal else line + "\n")
     stream.flush()
 
 
