@@ -101,8 +101,9 @@ def output_paths(files: list[Path], inputs: Iterable[str], out: Path, suffix: Op
         if key == resolved:
             problems.append((str(file), "the output would overwrite the input (choose another --out)"))
         elif key in owners:
-            problems.append((str(file), f"its output {target} is also that of {owners[key]} (give one folder that "
-                                        "holds both, so that outputs mirror it)"))
+            problems.append((str(file), f"its output {target} would also be that of {owners[key]} (outputs are "
+                                        "named after the input's path without its suffix; give the folder that holds "
+                                        "both, rename one, or extract them separately)"))
         else:
             owners[key] = file
             pairs.append((file, target))

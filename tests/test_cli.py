@@ -322,8 +322,9 @@ def test_outputs_mirror_folders_and_clashes_are_reported(tmp_path):
     pairs, problems = cli.output_paths(files, [str(tmp_path / "a"), str(tmp_path / "b")], out, ".npy")
     assert [(f.relative_to(tmp_path), t.relative_to(out)) for f, t in pairs] == [
         (Path("a/x.flac"), Path("x.npy")), (Path("b/c/x.flac"), Path("c/x.npy"))]
-    assert problems == [(str(tmp_path / "a" / "x.wav"), f"its output {out / 'x.npy'} is also that of "
-                         f"{tmp_path / 'a' / 'x.flac'} (give one folder that holds both, so that outputs mirror it)")]
+    assert problems == [(str(tmp_path / "a" / "x.wav"), f"its output {out / 'x.npy'} would also be that of "
+                         f"{tmp_path / 'a' / 'x.flac'} (outputs are named after the input's path without its suffix; "
+                         "give the folder that holds both, rename one, or extract them separately)")]
     loose = [tmp_path / "a" / "x.flac", tmp_path / "b" / "c" / "x.flac"]
     pairs, problems = cli.output_paths(loose, list(map(str, loose)), out, ".npy")
     assert [t.relative_to(out) for _, t in pairs] == [Path("a/x.npy"), Path("b/c/x.npy")] and not problems
@@ -337,3 +338,18 @@ def test_find_audio_reports_names_that_match_nothing(tmp_path):
     assert [reason for _, reason in problems] == ["the pattern matches no file",
                                                   "folder holds no audio files (" + ", ".join(cli.AUDIO_SUFFIXES)
                                                   + ")"]
+
+
+def test_ogg_and_upper_case_suffixes_are_read_and_written(tmp_path):
+    audio, rate = soundfile.read(str(SPEECH / "en_us_male.flac"), dtype="float32")
+    soundfile.write(tmp_path / "clip.ogg", audio, rate, format="OGG", subtype="VORBIS")
+    soundfile.write(tmp_path / "LOUD.WAV", audio, rate, subtype="PCM_24")
+    assert cli.main(["extract", str(tmp_path), "--out", str(tmp_path / "feats"), "--n-filters", "8"]) == 0
+    for name in ("clip.ogg", "LOUD.WAV"):
+        features = np.load(tmp_path / "feats" / (Path(name).stem + ".npy"))
+        np.testing.assert_allclose(features, library_features(tmp_path / name, n_filters=8).numpy(), rtol=1e-5,
+                                   atol=1e-5)
+    assert cli.main(["filter", str(tmp_path / "clip.ogg"), "--out", str(tmp_path / "filtered"), "--design", "notch",
+                     "--cutoff", "1000"]) == 0
+    info = soundfile.info(str(tmp_path / "filtered" / "clip.ogg"))
+    assert (info.format, info.subtype, info.samplerate) == ("OGG", "VORBIS", rate)
