@@ -566,24 +566,23 @@ def command_bench(args) -> int:
 # Argument parsing.
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
+def _int_at_least(minimum: int, expected: str):
+    """An argparse type: an int >= ``minimum``, or a usage error saying what was expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {value}")
-    return value
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _add_bank_options(parser, n_filters=64) -> None:
@@ -639,9 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "over it is processed in streamed blocks (same features)")
     extract.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
     extract.add_argument("--overwrite", action="store_true", help="recompute outputs that exist")
-    extract.add_argument("--rank", type=_non_negative_int, default=os.environ.get("RANK", "0"),
+    extract.add_argument("--rank", type=_non_negative_int, default=None,
                          help="this machine's shard (default $RANK or 0)")
-    extract.add_argument("--world-size", type=_positive_int, default=os.environ.get("WORLD_SIZE", "1"),
+    extract.add_argument("--world-size", type=_positive_int, default=None,
                          help="number of shards (default $WORLD_SIZE or 1)")
     extract.set_defaults(run=command_extract)
 
@@ -676,6 +675,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "extract":
+        # --rank/--world-size default to torchrun's variables: name them when they are what is wrong.
+        for name, variable, check, fallback in (("rank", "RANK", _non_negative_int, 0),
+                                                 ("world_size", "WORLD_SIZE", _positive_int, 1)):
+            if getattr(args, name) is not None:
+                continue
+            if variable not in os.environ:
+                setattr(args, name, fallback)
+                continue
+            try:
+                setattr(args, name, check(os.environ[variable]))
+            except argparse.ArgumentTypeError as error:
+                parser.error(f"${variable} (the default of --{name.replace('_', '-')}): {error}")
     if args.command == "extract" and args.rank >= args.world_size:
         parser.error(f"--rank must be below --world-size ({args.world_size}); got {args.rank}")
     if args.command == "extract" and args.resample and args.sample_rate is None:

@@ -353,3 +353,11 @@ def test_ogg_and_upper_case_suffixes_are_read_and_written(tmp_path):
                      "--cutoff", "1000"]) == 0
     info = soundfile.info(str(tmp_path / "filtered" / "clip.ogg"))
     assert (info.format, info.subtype, info.samplerate) == ("OGG", "VORBIS", rate)
+
+
+def test_a_bad_torchrun_variable_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["extract", str(SPEECH), "--out", "unused"])
+    assert raised.value.code == 2
+    assert "$WORLD_SIZE (the default of --world-size): expected a positive integer; got 'two'" in capsys.readouterr().err
