@@ -86,9 +86,17 @@ def output_paths(files: list[Path], inputs: Iterable[str], out: Path, suffix: Op
     A file found in an input folder keeps its place under that folder; other
     files keep theirs under their common parent folder. ``suffix`` replaces
     the file's (None keeps it). Two files that would share an output, or an
-    output that is an input, are problems ``(input, reason)``.
+    output that is an input, are problems ``(input, reason)``. Files inside
+    ``out``, when ``out`` lies inside an input folder, are left out: they
+    are outputs of earlier runs.
     """
     roots = [Path(name).resolve() for name in inputs if Path(name).is_dir()]
+    # With --out inside an input folder, the files found under --out are
+    # earlier outputs (of `filter`, say), not inputs.
+    outputs_root = out.resolve()
+    nested = [root for root in roots if outputs_root != root and outputs_root.is_relative_to(root)]
+    if nested:
+        files = [f for f in files if not f.resolve().is_relative_to(outputs_root)]
     loose = [f.resolve() for f in files if not any(f.resolve().is_relative_to(root) for root in roots)]
     common = Path(os.path.commonpath([str(f.parent) for f in loose])) if loose else None
     pairs, problems, owners = [], [], {}
@@ -647,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     filter_ = commands.add_parser("filter", help="filter audio files with a designed filter or an SOS file",
                                   description="Filter audio files and write audio with each input's rate and subtype.")
     filter_.add_argument("inputs", nargs="+", help="audio files, folders or globs")
-    filter_.add_argument("--out", required=True, help="output folder (never the inputs' own files)")
+    filter_.add_argument("--out", required=True, help="output folder (never the inputs' own files; inside an input "
+                                                      "folder, the files in it are not inputs)")
     _add_design_options(filter_, required=True)
     filter_.add_argument("--zero-phase", action="store_true", help="forwards and backwards (sosfiltfilt)")
     filter_.add_argument("--subtype", default=None, help="output subtype, e.g. PCM_16, PCM_24, FLOAT (default: the "

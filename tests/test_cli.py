@@ -361,3 +361,12 @@ def test_a_bad_torchrun_variable_is_named(monkeypatch, capsys):
         cli.main(["extract", str(SPEECH), "--out", "unused"])
     assert raised.value.code == 2
     assert "$WORLD_SIZE (the default of --world-size): expected a positive integer; got 'two'" in capsys.readouterr().err
+
+
+def test_outputs_inside_an_input_folder_are_not_filtered_again(tmp_path):
+    shutil.copy(SPEECH / "en_us_male.flac", tmp_path / "a.flac")
+    arguments = ["filter", str(tmp_path), "--out", str(tmp_path / "filtered"), "--design", "notch", "--cutoff", "50"]
+    assert cli.main(arguments) == 0
+    assert cli.main(arguments + ["--overwrite"]) == 0
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.flac")) == [Path("a.flac"),
+                                                                                 Path("filtered/a.flac")]
