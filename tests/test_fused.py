@@ -86,3 +86,13 @@ def test_fused_path_is_left_when_a_gradient_or_a_trace_needs_the_bands(monkeypat
     compiled = torch.compile(front_end, fullgraph=True, backend="eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), expected)          # traced: the custom ops, not the fused kernel
+
+
+@pytest.mark.parametrize("order", [1, 3, 4])
+def test_kernel_other_orders(rng, order):
+    x, x_index, b, a, zi = make_case(rng, 2, 20, 2, order, 700, "mixed")
+    window = smoothing_window(50, dtype=torch.float64)
+    limits = torch.tensor(rng.integers(0, 701, 20))
+    arguments = (x, x_index, b, a, zi, window, 50, 50, 15, True, limits)
+    expected = fused.reference_iir_cascade_frame_energy(*arguments)
+    assert (fused.iir_cascade_frame_energy(*arguments) - expected).abs().max() <= 1e-13 * expected.abs().max()

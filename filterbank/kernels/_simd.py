@@ -24,7 +24,7 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "vload", "vstore", "vsplat", "vadd", "vsub", "vmul", "vfma", "vfnma", "vsum", "prefetch",
+    "vload", "vstore", "vsplat", "vadd", "vsub", "vmul", "vfma", "vfnma", "vabs", "vsum", "prefetch",
 ]
 
 _REGISTER_BYTES = 32  # AVX2
@@ -332,6 +332,21 @@ def vfnma(typingctx, a, b, c):
         return _fma(context, builder, a, builder.fneg(args[0]), args[1], args[2])
 
     return a(a, b, c), codegen
+
+
+@intrinsic
+def vabs(typingctx, value):
+    """Lane-wise ``|a|``."""
+    if not isinstance(value, LaneVector):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vector = context.get_value_type(value)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector]), f"llvm.fabs.{_llvm_suffix(value)}")
+        return builder.call(function, [args[0]])
+
+    return value(value), codegen
 
 
 @intrinsic

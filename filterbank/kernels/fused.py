@@ -21,10 +21,61 @@ from torch import Tensor
 
 from . import cpu as _cpu
 from . import frames as _frames
+from ._simd import group_width, vabs, vfma, vload, vmul, vsplat, vstore
 
 __all__ = ["iir_cascade_frame_energy", "reference_iir_cascade_frame_energy"]
 
 _JIT = _cpu._JIT
+
+
+@numba.njit(**_JIT)
+def _flush(sums, energy, lane_channel, first, n, frame, n_frames):
+    # energy[channel of lane c, frame - k] += sums[k, c] for the frames that exist.
+    for k in range(3):
+        f = frame - k
+        if 0 <= f < n_frames:
+            for c in range(n):
+                energy[lane_channel[first + c], f] += sums[k, c]
+        sums[k, :] = 0
+
+
+@numba.njit(**_JIT)
+def _accumulate(out, row, length, n, kernels, square, phase, sums):
+    """Add rows [row, row + length) of the block (samples at hop phases phase + [0, length)) to sums.
+
+    All lanes valid: the three running sums of a lane group stay in vector
+    registers over the whole stretch.
+    """
+    group = group_width(out.itemsize)
+    for cg in range(0, n, group):
+        a0 = vload(sums[0], cg)
+        a1 = vload(sums[1], cg)
+        a2 = vload(sums[2], cg)
+        for t in range(length):
+            v = vload(out[row + t], cg)
+            e = vmul(v, v) if square else vabs(v)
+            r = phase + t
+            a0 = vfma(vsplat(out, kernels[0, r]), e, a0)
+            a1 = vfma(vsplat(out, kernels[1, r]), e, a1)
+            a2 = vfma(vsplat(out, kernels[2, r]), e, a2)
+        vstore(sums[0], cg, a0)
+        vstore(sums[1], cg, a1)
+        vstore(sums[2], cg, a2)
+
+
+@numba.njit(**_JIT)
+def _accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, limit):
+    """As ``_accumulate`` (rows from ``row``, samples from time ``t0``), counting lane c's samples at or past
+    ``limit[c]`` as zero (the padded tail)."""
+    for t in range(length):
+        now = t0 + t
+        w0, w1, w2 = kernels[0, phase + t], kernels[1, phase + t], kernels[2, phase + t]
+        for c in range(n):
+            v = out[row + t, c]
+            e = (v * v if square else abs(v)) if now < limit[c] else v - v
+            sums[0, c] += w0 * e
+            sums[1, c] += w1 * e
+            sums[2, c] += w2 * e
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -44,56 +95,31 @@ def _kernel(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, sq
         signals = np.zeros((n_sections + 1, order + block, width), x.dtype)
         shared = np.zeros(order + block, x.dtype)
         limit = np.zeros(width, np.int64)
+        all_valid = n_time  # samples before which every lane of the tile is real
         for c in range(n):
             limit[c] = limits[lane_channel[first + c]]
-        # Running sums of the three frames the current hop block feeds.
-        s0 = np.zeros(width, x.dtype)
-        s1 = np.zeros(width, x.dtype)
-        s2 = np.zeros(width, x.dtype)
-        phase = 0      # (t0 + t) % hop
-        hop_block = 0  # (t0 + t) // hop
+            all_valid = min(all_valid, limit[c])
+        # The running sums of the three frames the current hop block feeds.
+        sums = np.zeros((3, width), x.dtype)
         out = signals[n_sections]
         for j in range(n_blocks):
             t0 = j * block
             length = min(block, n_time - t0)
             _cpu._load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
             _cpu._run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            for t in range(length):
+            # Walk the block in stretches that end at hop boundaries.
+            t = 0
+            while t < length:
                 now = t0 + t
-                w0 = kernels[0, phase]
-                w1 = kernels[1, phase]
-                w2 = kernels[2, phase]
-                if square:
-                    for c in range(n):
-                        v = out[order + t, c]
-                        e = v * v if now < limit[c] else v - v
-                        s0[c] += w0 * e
-                        s1[c] += w1 * e
-                        s2[c] += w2 * e
+                phase = now % hop
+                stretch = min(length - t, hop - phase)
+                if now + stretch <= all_valid:
+                    _accumulate(out, order + t, stretch, n, kernels, square, phase, sums)
                 else:
-                    for c in range(n):
-                        v = out[order + t, c]
-                        e = abs(v) if now < limit[c] else v - v
-                        s0[c] += w0 * e
-                        s1[c] += w1 * e
-                        s2[c] += w2 * e
-                phase += 1
-                if phase == hop or now == n_time - 1:
-                    f = hop_block - d_first
-                    if 0 <= f < n_frames:
-                        for c in range(n):
-                            energy[lane_channel[first + c], f] += s0[c]
-                    if 0 <= f - 1 < n_frames:
-                        for c in range(n):
-                            energy[lane_channel[first + c], f - 1] += s1[c]
-                    if 0 <= f - 2 < n_frames:
-                        for c in range(n):
-                            energy[lane_channel[first + c], f - 2] += s2[c]
-                    s0[:] = 0
-                    s1[:] = 0
-                    s2[:] = 0
-                    phase = 0
-                    hop_block += 1
+                    _accumulate_limited(out, order + t, now, stretch, n, kernels, square, phase, sums, limit)
+                t += stretch
+                if phase + stretch == hop or now + stretch == n_time:
+                    _flush(sums, energy, lane_channel, first, n, now // hop - d_first, n_frames)
             if j < n_blocks - 1:
                 _cpu._shift_history(signals, shared, length, order)
 
