@@ -17,7 +17,8 @@ Contents, from the top:
 * ``filterbank.cli`` - the ``filterbank`` command (extract, filter, response, bench).
 * ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
 * ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
-  torch, the ground truth), ``cpu`` (numba) and ``cuda`` (``csrc/``).
+  torch, the ground truth), ``cpu`` (numba), ``cuda`` (``csrc/``), ``frames``
+  (frame energies) and ``fused`` (filtering and frame energies in one pass).
 """
 
 from . import design, features, nn, streaming, tbptt
