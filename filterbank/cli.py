@@ -508,10 +508,6 @@ def command_filter(args) -> int:
 
 
 def command_response(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
     from . import design
@@ -543,6 +539,15 @@ def command_response(args) -> int:
         bank = BiquadFilterbank(args.n_filters, args.sample_rate, kind=args.kind, scale=args.scale, f_min=args.f_min,
                                 f_max=args.f_max, learn=())
         title = None
+    try:
+        import matplotlib
+    except ImportError:
+        print("error: filterbank response draws with matplotlib, which is not installed here (pip install "
+              "matplotlib, or filterbank[demo])", file=sys.stderr)
+        return 1
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(9, 4))
     with torch.no_grad():
         plot_responses(bank, axis, log_frequency=not args.linear, title=title)

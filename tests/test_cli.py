@@ -307,6 +307,7 @@ def test_bad_sos_file_is_a_usage_error(tmp_path, capsys):
     ["--design", "cheby2", "--btype", "highpass", "--cutoff", "500", "--order", "6"],
 ])
 def test_response_draws_a_png(tmp_path, options):
+    pytest.importorskip("matplotlib")
     out = tmp_path / "response.png"
     assert cli.main(["response", "--out", str(out), *options]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
@@ -330,6 +331,13 @@ def test_outputs_mirror_folders_and_clashes_are_reported(tmp_path):
     assert [t.relative_to(out) for _, t in pairs] == [Path("a/x.npy"), Path("b/c/x.npy")] and not problems
     pairs, problems = cli.output_paths(loose[:1], [str(loose[0])], tmp_path / "a", None)
     assert pairs == [] and "would overwrite the input" in problems[0][1]
+
+
+def test_response_without_matplotlib_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert cli.main(["response", "--out", str(tmp_path / "r.png")]) == 1
+    assert "draws with matplotlib, which is not installed here" in capsys.readouterr().err
+    assert not (tmp_path / "r.png").exists()
 
 
 def test_find_audio_reports_names_that_match_nothing(tmp_path):
