@@ -214,6 +214,19 @@ frame_energy.register_autograd(_frame_backward, setup_context=_frame_setup_conte
 # Eager inference calls.
 
 
+def _modes_active() -> bool:
+    """Whether a dispatch or torch-function mode is on (fake tensors, tracers, FLOP counters ...).
+
+    These are private torch functions (present in 2.11 to 2.13); without
+    them, assume a mode could be on and keep to the dispatcher.
+    """
+    dispatch_depth = getattr(torch._C, "_len_torch_dispatch_stack", None)
+    function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", None)
+    if dispatch_depth is None or function_modes is None:
+        return True
+    return bool(dispatch_depth()) or bool(function_modes())
+
+
 def _plain_inference(*tensors: Tensor) -> bool:
     """True when no autograd, tracing or dispatch mode needs to see the op.
 
@@ -222,8 +235,7 @@ def _plain_inference(*tensors: Tensor) -> bool:
     ``torch._dynamo`` (about 1.5 s), which a feature-extraction process
     starting up should not pay.
     """
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or \
-            torch._C._is_torch_function_mode_enabled():
+    if torch.compiler.is_compiling() or _modes_active():
         return False
     grad = torch.is_grad_enabled()
     return all(type(t) is Tensor and not (grad and t.requires_grad) for t in tensors)
