@@ -541,8 +541,9 @@ class FrontEnd(nn.Module):
 
         It applies in plain inference on the CPU (nothing needs a gradient,
         no tracing): the band signals are then never stored, which saves
-        writing and reading them back (about 1.5x faster). Samples at or
-        past ``lengths`` count as zero, as in :meth:`forward`.
+        writing them and reading them back (bench/frontend.py: the forward
+        then takes less time than filtering alone). Samples at or past
+        ``lengths`` count as zero, as in :meth:`forward`.
         """
         bank = self.filterbank
         if not isinstance(bank, _Filterbank) or not isinstance(x, Tensor) or x.device.type != "cpu":
@@ -559,14 +560,15 @@ class FrontEnd(nn.Module):
         from .kernels import fused
 
         n_time = x.shape[-1]
-        rows = x.reshape(-1, n_time)                                # (R, time)
+        rows = x.reshape(math.prod(x.shape[:-1]), n_time)           # (R, time)
         n_rows, n_filters, n_sections = rows.shape[0], sos.shape[0], sos.shape[1]
         x_index = torch.arange(n_rows).repeat_interleave(n_filters)  # channel r * F + f reads row r
         sos = sos.expand(n_rows, n_filters, n_sections, 6).reshape(n_rows * n_filters, n_sections, 6)
         if lengths is None:
             limits = torch.full((n_rows * n_filters,), n_time, dtype=torch.int64)
         else:
-            limits = lengths.repeat_interleave(n_rows // x.shape[0] * n_filters)
+            rows_per_signal = n_rows // x.shape[0] if x.shape[0] else 0     # channels of (batch, channels, time)
+            limits = lengths.repeat_interleave(rows_per_signal * n_filters)
         energy = fused.iir_cascade_frame_energy(
             rows, x_index, sos[..., :3], sos[..., 3:], rows.new_zeros((n_rows * n_filters, n_sections, 2)),
             self.window, self.hop_length, self.window.shape[0] // 2, 1 + n_time // self.hop_length,

@@ -96,3 +96,17 @@ def test_kernel_other_orders(rng, order):
     arguments = (x, x_index, b, a, zi, window, 50, 50, 15, True, limits)
     expected = fused.reference_iir_cascade_frame_energy(*arguments)
     assert (fused.iir_cascade_frame_energy(*arguments) - expected).abs().max() <= 1e-13 * expected.abs().max()
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 100), (0, 2, 100), (2, 3, 0)])
+def test_front_end_inference_on_empty_inputs(shape):
+    front_end = nn.FrontEnd(n_filters=4, sample_rate=8000, hop_length=40)
+    x = torch.zeros(shape)
+    expected = front_end(x).detach()                 # the unfused path
+    with torch.no_grad():
+        got = front_end(x)
+    assert got.shape == expected.shape == shape[:-1] + (4, 1 + shape[-1] // 40)
+    torch.testing.assert_close(got, expected)
+    if shape[0] == 0:
+        with torch.no_grad():
+            assert front_end(x, torch.zeros(0, dtype=torch.long)).shape == expected.shape
