@@ -43,7 +43,7 @@ def find_audio(inputs: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+            found = [p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
             if not found:
                 problems.append((name, "folder holds no audio files (" + ", ".join(AUDIO_SUFFIXES) + ")"))
             files.extend(found)
@@ -91,38 +91,35 @@ def output_paths(files: list[Path], inputs: Iterable[str], out: Path, suffix: Op
     are outputs of earlier runs.
     """
     roots = [Path(name).resolve() for name in inputs if Path(name).is_dir()]
+    resolved = {file: file.resolve() for file in files}   # once per file: resolving is a system call per part
     # With --out inside an input folder, the files found under --out are
     # earlier outputs (of `filter`, say), not inputs.
     outputs_root = out.resolve()
-    nested = [root for root in roots if outputs_root != root and outputs_root.is_relative_to(root)]
-    if nested:
-        files = [f for f in files if not f.resolve().is_relative_to(outputs_root)]
-    loose = [f.resolve() for f in files if not any(f.resolve().is_relative_to(root) for root in roots)]
+    if any(outputs_root != root and outputs_root.is_relative_to(root) for root in roots):
+        files = [f for f in files if not resolved[f].is_relative_to(outputs_root)]
+    home = {f: next((r for r in roots if resolved[f].is_relative_to(r)), None) for f in files}
+    loose = [resolved[f] for f in files if home[f] is None]
     common = Path(os.path.commonpath([str(f.parent) for f in loose])) if loose else None
+    inputs_resolved = {resolved[f] for f in files}
     pairs, problems, owners = [], [], {}
     for file in files:
-        resolved = file.resolve()
-        root = next((r for r in roots if resolved.is_relative_to(r)), common)
-        relative = resolved.relative_to(root)
-        target = out / (relative.with_suffix(suffix) if suffix is not None else relative)
-        key = target.resolve()
-        if key == resolved:
+        relative = resolved[file].relative_to(home[file] or common)
+        if suffix is not None:
+            relative = relative.with_suffix(suffix)
+        target = out / relative
+        key = outputs_root / relative   # resolved: relative comes from resolved paths
+        if key == resolved[file]:
             problems.append((str(file), "the output would overwrite the input (choose another --out)"))
         elif key in owners:
             problems.append((str(file), f"its output {target} would also be that of {owners[key]} (outputs are "
                                         "named after the input's path without its suffix; give the folder that holds "
                                         "both, rename one, or extract them separately)"))
+        elif key in inputs_resolved:
+            problems.append((str(file), f"its output {target} is one of the inputs"))
         else:
             owners[key] = file
             pairs.append((file, target))
-    inputs_resolved = {f.resolve() for f in files}
-    kept = []
-    for file, target in pairs:
-        if target.resolve() in inputs_resolved:
-            problems.append((str(file), f"its output {target} is one of the inputs"))
-        else:
-            kept.append((file, target))
-    return kept, problems
+    return pairs, problems
 
 
 def _read(path: Path, sample_rate: Optional[int], resample: bool, mono: bool):
