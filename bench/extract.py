@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
         startup = time.perf_counter() - start
         print(f"start-up alone (python -m filterbank extract --help): {startup:.2f} s")
         # Steady state: the same command in this process after a warm-up, so
-        # that importing torch (and torch._dynamo, which the first custom-op
-        # call loads) and numba's cache are paid before the clock starts.
+        # that importing torch and loading numba's cached kernels are paid
+        # before the clock starts.
         from filterbank import cli
 
         cli.main(["extract", str(corpus / "clip_00000.flac"), "--out", str(out / "warm"), "--overwrite"])
