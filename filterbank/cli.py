@@ -176,10 +176,14 @@ class ExtractOptions:
 def _front_end(options: ExtractOptions, sample_rate: int):
     import torch
 
-    from .nn import BiquadFilterbank, FrontEnd
+    from .nn import BiquadFilterbank, FrontEnd, GammatoneFilterbank
 
-    bank = BiquadFilterbank(options.n_filters, sample_rate, kind=options.kind, scale=options.scale,
-                            f_min=options.f_min, f_max=options.f_max, learn=())
+    if options.kind == "gammatone":
+        bank = GammatoneFilterbank(options.n_filters, sample_rate, scale=options.scale, f_min=options.f_min,
+                                   f_max=options.f_max, learn_frequency=False)
+    else:
+        bank = BiquadFilterbank(options.n_filters, sample_rate, kind=options.kind, scale=options.scale,
+                                f_min=options.f_min, f_max=options.f_max, learn=())
     front_end = FrontEnd(sample_rate=sample_rate, hop_length=options.hop_length, filterbank=bank,
                          compression=options.compression)
     return front_end.to(torch.device(options.device)).eval()
@@ -632,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", required=True, help="output folder (mirrors the input folders)")
     _add_bank_options(extract)
     extract.add_argument("--kind", default="bandpass", choices=["bandpass", "bandpass_skirt", "lowpass", "highpass",
-                                                                "notch", "allpass"], help="biquad kind (default bandpass)")
+                                                                "notch", "allpass", "gammatone"],
+                         help="biquad kind, or gammatone (4th-order gammatones: four biquads each) (default bandpass)")
     extract.add_argument("--hop-length", type=_positive_int, default=160, help="samples between frames (default 160)")
     extract.add_argument("--compression", default="log", choices=["log", "power", "pcen", "none"])
     extract.add_argument("--sample-rate", type=_positive_int, default=None,

@@ -15,7 +15,7 @@ import torch
 
 from filterbank import cli, design
 from filterbank.functional import sosfilt, sosfiltfilt
-from filterbank.nn import BiquadFilterbank, FrontEnd
+from filterbank.nn import BiquadFilterbank, FrontEnd, GammatoneFilterbank
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "data" / "speech"
@@ -25,7 +25,10 @@ DIGITS = ROOT / "data" / "digits"
 def library_features(path: Path, n_filters=64, hop_length=160, compression="log", kind="bandpass", scale="mel"):
     """What extract should write for one file, computed with the library directly: (channels?, n_filters, frames)."""
     audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    bank = BiquadFilterbank(n_filters, rate, kind=kind, scale=scale, learn=())
+    if kind == "gammatone":
+        bank = GammatoneFilterbank(n_filters, rate, scale=scale, learn_frequency=False)
+    else:
+        bank = BiquadFilterbank(n_filters, rate, kind=kind, scale=scale, learn=())
     front_end = FrontEnd(sample_rate=rate, hop_length=hop_length, filterbank=bank, compression=compression)
     with torch.no_grad():
         features = front_end(torch.from_numpy(audio.T.copy()))
@@ -73,6 +76,17 @@ def test_extract_batches_of_unequal_lengths_equal_one_file_at_a_time(tmp_path):
         a, b = np.load(outputs["batched"][str(file)]), np.load(outputs["single"][str(file)])
         assert a.shape == b.shape == (64, 1 + soundfile.info(str(file)).frames // 160)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, kind, scale, compression", [
+    (["--kind", "gammatone", "--scale", "erb"], "gammatone", "erb", "log"),
+    (["--kind", "bandpass_skirt", "--scale", "bark", "--compression", "power"], "bandpass_skirt", "bark", "power"),
+])
+def test_extract_other_banks_equal_library_features(tmp_path, options, kind, scale, compression):
+    file = SPEECH / "en_gb_female.flac"
+    assert cli.main(["extract", str(file), "--out", str(tmp_path), "--n-filters", "16", *options]) == 0
+    expected = library_features(file, n_filters=16, kind=kind, scale=scale, compression=compression).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "en_gb_female.npy"), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_extract_mirrors_folders_and_writes_pt(tmp_path):
