@@ -28,16 +28,27 @@ def newest_results() -> list[dict]:
     return [newest[key] for key in sorted(newest)]
 
 
+def _where(record: dict, memory: bool = False) -> str:
+    """The machine: its GPU, or its CPU and cores (and memory)."""
+    machine = record["machine"]
+    return machine.get("gpu") or (f"{machine['cpu']}, {machine['cores']} cores"
+                                  + (f", {machine['memory_gib']} GiB" if memory else ""))
+
+
+def _provenance(record: dict) -> str:
+    """Commit (and whether the tree had uncommitted changes), date and result file."""
+    return (f"commit `{(record['commit'] or '?')[:10]}`{' (uncommitted changes)' if record['dirty'] else ''}, "
+            f"{record['date'][:10]}, `{record['_file']}`")
+
+
 def lfilter_table(record: dict) -> str:
-    machine, versions, workload = record["machine"], record["versions"], record["workload"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB"
+    versions, workload = record["versions"], record["workload"]
     lines = [
-        f"### lfilter, {record['device']}: {where}",
+        f"### lfilter, {record['device']}: {_where(record, memory=True)}",
         "",
         f"x {tuple(workload['x'])} float32 through {workload['filters']} biquads -> y {tuple(workload['y'])} "
         f"({workload['output_bytes'] / 1e6:.0f} MB). torch {versions['torch']}, numba {versions['numba']}, "
-        f"scipy {versions['scipy']}, torchaudio {versions['torchaudio']}; commit `{(record['commit'] or '?')[:10]}`"
-        f"{' (uncommitted changes)' if record['dirty'] else ''}, {record['date'][:10]}, `{record['_file']}`.",
+        f"scipy {versions['scipy']}, torchaudio {versions['torchaudio']}; {_provenance(record)}.",
         "",
         "| | median ms | min ms | × floor | × filterbank | max rel. error vs scipy (float64) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -60,13 +71,10 @@ def lfilter_table(record: dict) -> str:
 
 
 def sweep_table(record: dict) -> str:
-    machine, versions = record["machine"], record["versions"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {machine['cores']} cores"
     lines = [
-        f"### Sweep, {record['device']}: {where}",
+        f"### Sweep, {record['device']}: {_where(record)}",
         "",
-        f"{record['kind']}; floor: {record['floor']}. torch {versions['torch']}; commit "
-        f"`{(record['commit'] or '?')[:10]}`, {record['date'][:10]}, `{record['_file']}`.",
+        f"{record['kind']}; floor: {record['floor']}. torch {record['versions']['torch']}; {_provenance(record)}.",
         "",
         "| batch | filters | samples | y MB | forward ms | floor ms | × floor | GB/s written |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -79,14 +87,12 @@ def sweep_table(record: dict) -> str:
 
 
 def frontend_table(record: dict) -> str:
-    machine, versions, workload = record["machine"], record["versions"], record["workload"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {machine['cores']} cores"
+    versions, workload = record["versions"], record["workload"]
     lines = [
-        f"### Front-end, {record['device']}: {where}",
+        f"### Front-end, {record['device']}: {_where(record)}",
         "",
         f"x {tuple(workload['x'])}, {workload['filters']} band-pass biquads, hop {workload['hop_length']}, "
-        f"{workload['compression']} compression. torch {versions['torch']}; commit `{(record['commit'] or '?')[:10]}`, "
-        f"{record['date'][:10]}, `{record['_file']}`.",
+        f"{workload['compression']} compression. torch {versions['torch']}; {_provenance(record)}.",
         "",
         "| | median ms | min ms |",
         "|---|---:|---:|",
@@ -101,13 +107,11 @@ def frontend_table(record: dict) -> str:
 
 
 def extract_table(record: dict) -> str:
-    machine, versions = record["machine"], record["versions"]
     lines = [
-        f"### filterbank extract, {record['device']}: {machine['cpu']}, {machine['cores']} cores",
+        f"### filterbank extract, {record['device']}: {_where(record)}",
         "",
         f"{record['files']} one-second 16 kHz FLAC files -> {record['n_filters']}-band log features (.npy) and a "
-        f"manifest; reading and writing included. torch {versions['torch']}; commit "
-        f"`{(record['commit'] or '?')[:10]}`, {record['date'][:10]}, `{record['_file']}`.",
+        f"manifest; reading and writing included. torch {record['versions']['torch']}; {_provenance(record)}.",
         "",
         "| run | workers | batch | seconds | × real time |",
         "|---|---:|---:|---:|---:|",

@@ -386,41 +386,44 @@ def _summary(records: list[dict], elapsed: float, manifest: Optional[Path] = Non
 # filter
 
 
-def _design_sos(args, sample_rate: int):
-    """The cascade the filter command applies: (n_sections, 6) float64."""
+def _read_sos(name: str):
+    """The cascade in an --sos file (.npy, or text/.csv rows): (n_sections, 6) float64."""
     import numpy as np
+    import torch
+
+    path = Path(name)
+    try:
+        values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix ==
+                                                                      ".csv" else None, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--sos {path}: cannot read it: {error}") from None
+    sos = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    if sos.ndim != 2 or sos.shape[-1] != 6:
+        raise ValueError(f"--sos {path}: expected rows of 6 coefficients [b0 b1 b2 a0 a1 a2]; got shape "
+                         f"{tuple(sos.shape)}")
+    return sos
+
+
+def _design_sos(args, sample_rate: int):
+    """The cascade of --design (or --sos) at ``sample_rate``: (n_sections, 6) float64.
+
+    The number of --cutoff values was checked with the other options (main).
+    """
     import torch
 
     from . import design
 
     if args.sos is not None:
-        path = Path(args.sos)
-        try:
-            values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix ==
-                                                                          ".csv" else None, ndmin=2)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"--sos {path}: cannot read it: {error}") from None
-        sos = torch.as_tensor(np.asarray(values, dtype=np.float64))
-        if sos.ndim != 2 or sos.shape[-1] != 6:
-            raise ValueError(f"--sos {path}: expected rows of 6 coefficients [b0 b1 b2 a0 a1 a2]; got shape "
-                             f"{tuple(sos.shape)}")
-        return sos
+        return _read_sos(args.sos)
     cutoff = torch.tensor(args.cutoff, dtype=torch.float64)
     if args.design in ("butter", "cheby1", "cheby2"):
-        if args.btype == "bandpass":
-            if cutoff.numel() != 2:
-                raise ValueError("--btype bandpass needs two --cutoff values (low high)")
-        elif cutoff.numel() != 1:
-            raise ValueError(f"--btype {args.btype} needs one --cutoff value")
-        else:
+        if args.btype != "bandpass":
             cutoff = cutoff[0]
         if args.design == "butter":
             return design.butter_sos(args.order, cutoff, sample_rate, btype=args.btype)
         if args.design == "cheby1":
             return design.cheby1_sos(args.order, args.ripple, cutoff, sample_rate, btype=args.btype)
         return design.cheby2_sos(args.order, args.attenuation, cutoff, sample_rate, btype=args.btype)
-    if cutoff.numel() != 1:
-        raise ValueError(f"--design {args.design} needs one --cutoff value (the centre or corner frequency)")
     frequency = cutoff[0]
     if args.design == "gammatone":
         return design.gammatone_sos(frequency, sample_rate)
@@ -435,20 +438,6 @@ def _design_sos(args, sample_rate: int):
     return torch.cat([b, a]).unsqueeze(0)
 
 
-class _AnyRate(dict):
-    """The one cascade of --sos, whatever the file's rate."""
-
-    def __init__(self, sos):
-        super().__init__()
-        self.sos = sos
-
-    def __contains__(self, rate):
-        return True
-
-    def __getitem__(self, rate):
-        return self.sos
-
-
 def command_filter(args) -> int:
     import numpy as np
     import soundfile
@@ -460,10 +449,9 @@ def command_filter(args) -> int:
     out = Path(args.out)
     pairs, clashes = output_paths(files, args.inputs, out, None)
     records = [{"input": name, "status": "error", "reason": reason} for name, reason in problems + clashes]
-    designs: dict[int, object] = {}
-    if args.sos is not None:
-        sos = _design_sos(args, 0)   # a bad file is a usage error (main), before any work
-        designs = _AnyRate(sos)
+    # An --sos file serves every rate; a bad one is a usage error (main), before any work.
+    fixed = _read_sos(args.sos) if args.sos is not None else None
+    designs: dict[int, object] = {}   # --design, per sample rate
     start = time.perf_counter()
     for index, (file, target) in enumerate(pairs):
         try:
@@ -476,14 +464,15 @@ def command_filter(args) -> int:
             except (RuntimeError, OSError) as error:
                 raise ValueError(f"cannot read audio: {error}") from None
             x, rate = _read(file, None, False, False)
-            if rate not in designs:
+            if fixed is None and rate not in designs:
                 try:
                     designs[rate] = _design_sos(args, rate)
                 except ValueError as error:  # e.g. a cut-off above this file's Nyquist frequency
                     raise ValueError(f"cannot design the filter at {rate} Hz: {error}") from None
+            sos = fixed if fixed is not None else designs[rate]
             with torch.no_grad():
                 signal = x.double()                               # (channels, time)
-                y = sosfiltfilt(designs[rate], signal) if args.zero_phase else sosfilt(designs[rate], signal)
+                y = sosfiltfilt(sos, signal) if args.zero_phase else sosfilt(sos, signal)
             audio = np.ascontiguousarray(y.T.numpy())                 # (time, channels)
             subtype = args.subtype or info.subtype
             if not soundfile.check_format(info.format, subtype):

@@ -89,6 +89,21 @@ def _check_input(x) -> None:
         raise ValueError(f"x must have shape (time), (batch, time) or (batch, channels, time); got {tuple(x.shape)}")
 
 
+def _zero_past(values: Tensor, lengths: Tensor) -> Tensor:
+    """``values`` (batch, ..., time) with ``values[i, ..., lengths[i]:]`` zero.
+
+    Without a gradient to keep, in place and writing the tail alone.
+    """
+    n_time = values.shape[-1]
+    if torch.is_grad_enabled() and values.requires_grad:
+        keep = torch.arange(n_time, device=values.device) < lengths.unsqueeze(-1)   # (batch, time)
+        return values * keep.reshape(keep.shape[:1] + (1,) * (values.ndim - 2) + keep.shape[1:])
+    for index, length in enumerate(lengths.tolist()):
+        if length < n_time:
+            values[index, ..., length:] = 0
+    return values
+
+
 def _check_sample_rate(sample_rate) -> float:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive number of Hz; got {sample_rate!r}")
@@ -510,31 +525,18 @@ class FrontEnd(nn.Module):
                 alone (the filters' ringing past the end is not counted), and
                 later frames are zero.
         """
-        if lengths is None:
-            energy = self._fused_energy(x, None)
-            if energy is None:
-                bands = self.filterbank(x)
-                energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
-            return self._compress(energy, None)[0]
-        lengths = self._check_lengths(x, lengths)
+        if lengths is not None:
+            lengths = self._check_lengths(x, lengths)
         energy = self._fused_energy(x, lengths)
-        if energy is not None:
-            out = self._compress(energy, None)[0]
-            valid = torch.arange(out.shape[-1], device=out.device) < (1 + lengths // self.hop_length).unsqueeze(-1)
-            return out * valid.reshape(valid.shape[:1] + (1,) * (out.ndim - 2) + valid.shape[1:])
-        bands = self.filterbank(x)                      # (batch, [channels,] n_filters, time)
-        n_time = bands.shape[-1]
-        if torch.is_grad_enabled() and bands.requires_grad:
-            keep = torch.arange(n_time, device=bands.device) < lengths.unsqueeze(-1)   # (batch, time)
-            bands = bands * keep.reshape(keep.shape[:1] + (1,) * (bands.ndim - 2) + keep.shape[1:])
-        else:
-            for index, length in enumerate(lengths.tolist()):
-                if length < n_time:
-                    bands[index, ..., length:] = 0  # only the padding is written
-        energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
+        if energy is None:
+            bands = self.filterbank(x)                  # (..., n_filters, time)
+            if lengths is not None:
+                bands = _zero_past(bands, lengths)
+            energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
         out = self._compress(energy, None)[0]
-        valid = torch.arange(out.shape[-1], device=out.device) < (1 + lengths // self.hop_length).unsqueeze(-1)
-        return out * valid.reshape(valid.shape[:1] + (1,) * (out.ndim - 2) + valid.shape[1:])
+        if lengths is None:
+            return out
+        return _zero_past(out, 1 + lengths // self.hop_length)
 
     def _fused_energy(self, x: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:
         """Frame energies (..., n_filters, frames) from the fused CPU kernel, or None where it does not apply.
