@@ -17,83 +17,9 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import _ops
-from ._shapes import broadcast_shapes
+from . import _checks, _ops
 
 __all__ = ["lfilter", "sosfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "filtfilt", "sosfiltfilt"]
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-# --------------------------------------------------------------------------
-# Argument checks: each names the argument, what was expected and what came.
-
-
-def _check_tensor(name: str, value, reference: Optional[Tensor] = None) -> None:
-    if not isinstance(value, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor; got {type(value).__name__} "
-            f"(convert it with torch.as_tensor({name}, dtype=x.dtype))"
-        )
-    if value.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must be a real floating-point tensor (float16, bfloat16, float32 or float64); got {value.dtype}"
-        )
-    if reference is not None:
-        if value.dtype != reference.dtype:
-            raise TypeError(
-                f"{name} has dtype {value.dtype} but x has dtype {reference.dtype}; "
-                f"convert one of them explicitly (filterbank casts nothing silently)"
-            )
-        if value.device != reference.device:
-            raise ValueError(f"{name} is on {value.device} but x is on {reference.device}; move them to one device")
-
-
-def _normalise_axis(axis, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"axis must be an int; got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}] for x with {ndim} dimensions; got {axis}")
-    return axis % ndim
-
-
-def _check_nonzero_leading(name: str, leading: Tensor, label: str) -> None:
-    # Data-dependent, so skipped while torch.compile traces; the op checks again.
-    if torch.compiler.is_compiling():
-        return
-    zero = leading == 0
-    if bool(zero.any()):
-        where = ", ".join(str(int(i)) for i in zero.nonzero()[0])
-        raise ValueError(f"{label} must be non-zero; got 0 at {name}[{where}{', ' if where else ''}...]")
-
-
-def _check_coefficients(b: Tensor, a: Tensor) -> None:
-    """b, a: tensors of one float dtype, each with a non-empty last dimension, a[..., 0] != 0."""
-    _check_tensor("b", b)
-    _check_tensor("a", a, b)
-    for name, coefficients in (("b", b), ("a", a)):
-        if coefficients.ndim == 0 or coefficients.shape[-1] == 0:
-            raise ValueError(
-                f"{name} must have at least one coefficient in its last dimension; got shape {tuple(coefficients.shape)}"
-            )
-    _check_nonzero_leading("a", a[..., 0], "a[..., 0]")
-
-
-def _check_sos(sos: Tensor) -> None:
-    if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] == 0:
-        raise ValueError(f"sos must have shape (..., n_sections, 6) with n_sections >= 1; got {tuple(sos.shape)}")
-
-
-def _broadcast(shapes: dict) -> torch.Size:
-    try:
-        return broadcast_shapes(*shapes.values())
-    except RuntimeError:
-        listed = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
-        raise ValueError(
-            f"the batch dimensions do not broadcast: {listed} (x without its time axis; "
-            f"coefficients and zi without their trailing coefficient/state dimensions)"
-        ) from None
-
 
 # --------------------------------------------------------------------------
 # The shared path: broadcast, flatten to channels, call the op, restore shapes.
@@ -112,7 +38,8 @@ def _filter(x: Tensor, axis: int, b: Tensor, a: Tensor, zi: Optional[Tensor]) ->
     shapes = {"x": signal.shape[:-1], "b": b.shape[:-2], "a": a.shape[:-2]}
     if zi is not None:
         shapes["zi"] = zi.shape[:-2]
-    batch = _broadcast(shapes)
+    batch = _checks.broadcast_to(shapes, "the batch dimensions", " (x without its time axis; coefficients and zi "
+                                 "without their trailing coefficient/state dimensions)")
     n_channels = math.prod(batch)
 
     # Dimensions along which x is already expanded (stride 0) are read as one
@@ -133,6 +60,12 @@ def _filter(x: Tensor, axis: int, b: Tensor, a: Tensor, zi: Optional[Tensor]) ->
     y, zf = _ops.call_iir_cascade(rows, x_index, b, a, zi)
     y = y.reshape(batch + (n_time,)).movedim(-1, from_end)
     return y, zf.reshape(batch + (n_sections, order))
+
+
+def _pad_to_common_length(b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+    """``b``, ``a`` zero-padded to ``max(M, N) + 1`` coefficients."""
+    n = max(b.shape[-1], a.shape[-1])
+    return torch.nn.functional.pad(b, (0, n - b.shape[-1])), torch.nn.functional.pad(a, (0, n - a.shape[-1]))
 
 
 # --------------------------------------------------------------------------
@@ -181,28 +114,20 @@ def lfilter(
         >>> lfilter(b, a, x.unsqueeze(-2)).shape            # (batch, filter, time)
         torch.Size([2, 4, 16000])
     """
-    _check_tensor("x", x)
-    _check_tensor("b", b, x)
-    _check_tensor("a", a, x)
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
-    axis = _normalise_axis(axis, x.ndim)
-    for name, coefficients in (("b", b), ("a", a)):
-        if coefficients.ndim == 0 or coefficients.shape[-1] == 0:
-            raise ValueError(
-                f"{name} must have at least one coefficient in its last dimension; got shape {tuple(coefficients.shape)}"
-            )
+    _checks.signal("x", x)
+    _checks.coefficients("b", b, x)
+    _checks.coefficients("a", a, x)
+    axis = _checks.axis(axis, x.ndim)
     order = max(b.shape[-1], a.shape[-1]) - 1
     if zi is not None:
-        _check_tensor("zi", zi, x)
+        _checks.tensor("zi", zi, x)
         if zi.ndim == 0 or zi.shape[-1] != order:
             raise ValueError(
                 f"zi must have shape (..., {order}) (max(len(b), len(a)) - 1 = {order} state values, last); "
                 f"got {tuple(zi.shape)}"
             )
-    _check_nonzero_leading("a", a[..., 0], "a[..., 0]")
-    b = torch.nn.functional.pad(b, (0, order + 1 - b.shape[-1]))
-    a = torch.nn.functional.pad(a, (0, order + 1 - a.shape[-1]))
+    _checks.nonzero("a", a, 0)
+    b, a = _pad_to_common_length(b, a)
     y, zf = _filter(x, axis, b.unsqueeze(-2), a.unsqueeze(-2), None if zi is None else zi.unsqueeze(-2))
     return y if zi is None else (y, zf.squeeze(-2))
 
@@ -235,29 +160,21 @@ def sosfilt(
         >>> sosfilt(sos, torch.randn(16000).unsqueeze(-2)).shape             # (filter, time)
         torch.Size([8, 16000])
     """
-    _check_tensor("x", x)
-    _check_tensor("sos", sos, x)
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
-    axis = _normalise_axis(axis, x.ndim)
-    _check_sos(sos)
+    _checks.signal("x", x)
+    _checks.sos(sos, like=x)
+    axis = _checks.axis(axis, x.ndim)
     n_sections = sos.shape[-2]
     if zi is not None:
-        _check_tensor("zi", zi, x)
+        _checks.tensor("zi", zi, x)
         if zi.ndim < 2 or zi.shape[-2:] != (n_sections, 2):
             raise ValueError(f"zi must have shape (..., {n_sections}, 2); got {tuple(zi.shape)}")
-    _check_nonzero_leading("sos", sos[..., 3], "sos[..., 3] (each section's a0)")
+    _checks.nonzero("sos", sos, 3)
     y, zf = _filter(x, axis, sos[..., :3], sos[..., 3:], zi)
     return y if zi is None else (y, zf)
 
 
 # --------------------------------------------------------------------------
 # State helpers (scipy's lfilter_zi, sosfilt_zi, lfiltic).
-
-
-def _pad_to_common_length(b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-    n = max(b.shape[-1], a.shape[-1])
-    return torch.nn.functional.pad(b, (0, n - b.shape[-1])), torch.nn.functional.pad(a, (0, n - a.shape[-1]))
 
 
 def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
@@ -273,7 +190,9 @@ def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
         zi: (broadcast batch..., max(M, N)), differentiable in ``b`` and ``a``.
         Unlike scipy, leading zeros of ``a`` are an error, as in :func:`lfilter`.
     """
-    _check_coefficients(b, a)
+    _checks.coefficients("b", b)
+    _checks.coefficients("a", a, b, "b")
+    _checks.nonzero("a", a, 0)
     bn, an = _pad_to_common_length(b / a[..., :1], a / a[..., :1])
     bn, an = torch.broadcast_tensors(bn, an)
     order = an.shape[-1] - 1
@@ -299,9 +218,8 @@ def sosfilt_zi(sos: Tensor) -> Tensor:
         zi: (..., n_sections, 2) (the layout ``sosfilt`` takes; scipy puts the
         section axis first), differentiable in ``sos``.
     """
-    _check_tensor("sos", sos)
-    _check_sos(sos)
-    _check_nonzero_leading("sos", sos[..., 3], "sos[..., 3] (each section's a0)")
+    _checks.sos(sos)
+    _checks.nonzero("sos", sos, 3)
     states = []
     scale = torch.ones_like(sos[..., 0, :1])
     for section in range(sos.shape[-2]):
@@ -324,8 +242,10 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
     Returns:
         zi: (broadcast batch..., max(M, N)) for :func:`lfilter`.
     """
-    _check_coefficients(b, a)
-    _check_tensor("y", y, b)
+    _checks.coefficients("b", b)
+    _checks.coefficients("a", a, b, "b")
+    _checks.nonzero("a", a, 0)
+    _checks.tensor("y", y, b, "b")
     if y.ndim == 0:
         raise ValueError("y must have a last dimension of past outputs; got a 0-d tensor")
     n_b, n_a = b.shape[-1] - 1, a.shape[-1] - 1
@@ -333,7 +253,7 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
     if x is None:
         x = b.new_zeros(b.shape[:-1] + (n_b,))
     else:
-        _check_tensor("x", x, b)
+        _checks.tensor("x", x, b, "b")
         if x.ndim == 0:
             raise ValueError("x must have a last dimension of past inputs; got a 0-d tensor")
 
@@ -373,14 +293,12 @@ def _extend(x: Tensor, edge: int, padtype: Optional[str]) -> Tensor:
 
 
 def _pad_length(padtype, padlen, n_time: int, ntaps: int) -> int:
-    if padtype not in ("even", "odd", "constant", None):
-        raise ValueError(f"padtype must be 'even', 'odd', 'constant' or None; got {padtype!r}")
+    _checks.choice("padtype", padtype, ("even", "odd", "constant", None))
+    padlen = _checks.integer("padlen", padlen, 0, optional=True)
     if padtype is None:
         edge = 0
     elif padlen is None:
         edge = 3 * ntaps
-    elif isinstance(padlen, bool) or not isinstance(padlen, int) or padlen < 0:
-        raise ValueError(f"padlen must be None or an int >= 0; got {padlen!r}")
     else:
         edge = padlen
     if n_time <= edge:
@@ -413,16 +331,12 @@ def filtfilt(
         y: (broadcast batch...) with the time axis at ``axis`` (counted from
         the end), differentiable in ``b``, ``a`` and ``x``.
     """
-    _check_tensor("x", x)
-    _check_tensor("b", b, x)
-    _check_tensor("a", a, x)
-    if method == "gust":
+    _checks.signal("x", x)
+    _checks.coefficients("b", b, x)
+    _checks.coefficients("a", a, x)
+    if _checks.choice("method", method, ("pad", "gust")) == "gust":
         raise NotImplementedError("filtfilt(method='gust') (Gustafsson's method) is not implemented; use method='pad'")
-    if method != "pad":
-        raise ValueError(f"method must be 'pad' or 'gust'; got {method!r}")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
-    axis = _normalise_axis(axis, x.ndim)
+    axis = _checks.axis(axis, x.ndim)
     zi = lfilter_zi(b, a)
     signal = x.movedim(axis, -1)
     edge = _pad_length(padtype, padlen, signal.shape[-1], max(b.shape[-1], a.shape[-1]))
@@ -452,12 +366,9 @@ def sosfiltfilt(
     Returns:
         y: (broadcast batch...) with the time axis at ``axis``.
     """
-    _check_tensor("x", x)
-    _check_tensor("sos", sos, x)
-    _check_sos(sos)
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension (time); got a 0-d tensor")
-    axis = _normalise_axis(axis, x.ndim)
+    _checks.signal("x", x)
+    _checks.sos(sos, like=x)
+    axis = _checks.axis(axis, x.ndim)
     zi = sosfilt_zi(sos)
     n_sections = sos.shape[-2]
     if padtype is not None and padlen is None:

@@ -118,13 +118,13 @@ def test_short_signals_get_scipys_error():
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda: filtfilt(torch.ones(2), torch.ones(2), torch.ones(50), padtype="reflect"), ValueError,
-     r"padtype must be 'even', 'odd', 'constant' or None; got 'reflect'"),
+     r"padtype must be one of even, odd, constant or None; got 'reflect'"),
     (lambda: filtfilt(torch.ones(2), torch.ones(2), torch.ones(50), padlen=-1), ValueError,
      r"padlen must be None or an int >= 0; got -1"),
     (lambda: filtfilt(torch.ones(2), torch.ones(2), torch.ones(50), method="gust"), NotImplementedError,
      r"Gustafsson"),
     (lambda: filtfilt(torch.ones(2), torch.ones(2), torch.ones(50), method="fft"), ValueError,
-     r"method must be 'pad' or 'gust'; got 'fft'"),
+     r"method must be one of pad, gust; got 'fft'"),
     (lambda: lfilter_zi(torch.ones(2), torch.tensor([0.0, 1.0])), ValueError, r"a\[\.\.\., 0\] must be non-zero"),
     (lambda: sosfilt_zi(torch.ones(2, 5)), ValueError, r"sos must have shape \(\.\.\., n_sections, 6\)"),
     (lambda: lfiltic(torch.ones(2), torch.ones(2), [1.0]), TypeError, r"y must be a torch.Tensor; got list"),
