@@ -230,14 +230,19 @@ def sos(value, name: str = "sos", like: Optional[Tensor] = None, like_name: str 
     return value
 
 
-def nonzero(name: str, values: Tensor, column: int) -> None:
-    """``values[..., column] != 0`` (a leading denominator coefficient), naming the first zero."""
+def nonzero(name: str, values: Tensor, column: int, axes: Sequence[str] = ()) -> None:
+    """``values[..., column] != 0`` (a leading denominator coefficient), naming the first zero.
+
+    ``axes`` names the leading dimensions for the message (``("channel", "section")``).
+    """
     if not checking_values():
         return
     zero = values[..., column] == 0
     if bool(zero.any()):
-        where = ", ".join(str(int(i)) for i in zero.nonzero()[0]) + (", " if values.ndim > 1 else "") + str(column)
-        raise ValueError(f"{name}[..., {column}] must be non-zero; got 0 at {name}[{where}]")
+        first = [int(i) for i in zero.nonzero()[0]]
+        where = ", ".join(str(i) for i in first + [column])
+        meaning = " (" + ", ".join(f"{axis} {i}" for axis, i in zip(axes, first)) + ")" if axes else ""
+        raise ValueError(f"{name}[..., {column}] must be non-zero; got 0 at {name}[{where}]{meaning}")
 
 
 def positive(name: str, values: Tensor) -> None:

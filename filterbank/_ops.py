@@ -4,15 +4,21 @@ One op does all the filtering: ``filterbank::iir_cascade`` runs a cascade of
 IIR sections per channel (``lfilter`` is one section of any order, ``sosfilt``
 several second-order ones). Its backward is a second op,
 ``filterbank::iir_cascade_backward``, which runs the reverse-time recursion
-(../shared/DESIGN.md); both have fake implementations, so ``torch.compile``
-traces through them without graph breaks. Kernels are picked by device: the
-numba kernel on the CPU, the CUDA kernels (``csrc/``, built on first use) on
-CUDA devices, and the pure-torch reference elsewhere or where those cannot
-run (slow but correct, with a warning once).
+(docs/design.md, "The backward"). ``filterbank::frame_energy`` and its
+backward take the front-end's windowed band energies once per hop. All have
+fake implementations, so ``torch.compile`` traces through them without graph
+breaks. When a graph of the backward is asked for (``create_graph=True``),
+the backward is instead composed from the forward op itself, time-reversed,
+so derivatives of any order work.
 
-When a graph of the backward is asked for (``create_graph=True``), the
-backward is instead composed from the forward op itself, time-reversed, so
-derivatives of any order work.
+:func:`iir_cascade_frame_energy` is the inference-only path that filters and
+takes frame energies in one pass; it has no autograd, and the layers above
+call it only when :func:`plain_inference` holds.
+
+Kernels are chosen by :func:`_backend`, the one place that decides: the numba
+kernels on the CPU, the CUDA kernels (``csrc/``, built on first use) on CUDA
+devices, and the pure-torch reference elsewhere or where those cannot run
+(slow but correct, with a warning once).
 
 Shapes (``P`` channels, ``G`` distinct input rows, ``S`` sections, order ``K``):
 
@@ -23,20 +29,47 @@ Shapes (``P`` channels, ``G`` distinct input rows, ``S`` sections, order ``K``):
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
+from typing import Optional
 
 import torch
 from torch import Tensor
 
+from . import _checks
 from .kernels import adjoint as _adjoint
 from .kernels import cpu as _cpu
 from .kernels import cuda as _cuda
-from .kernels import frames as _frames
 from .kernels import reference as _reference
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "call_iir_cascade",
-           "call_frame_energy"]
+           "call_frame_energy", "iir_cascade_frame_energy", "plain_inference"]
 
 _warned: set[str] = set()
+
+# Operations whose reference loops over time in Python: slow enough to warn about.
+_SEQUENTIAL = ("iir_cascade", "iir_cascade_backward")
+
+
+def _backend(op: str, device: torch.device, order: int = 0, window: Optional[tuple[int, int, int]] = None
+             ) -> ModuleType:
+    """The kernel module that runs ``op`` on ``device``.
+
+    Args:
+        op: the operation's name, the same in every kernel module.
+        device: where its tensors are.
+        order: the sections' order (the CUDA kernels take up to ``MAX_ORDER``).
+        window: ``(length, hop, offset)`` of a frame-energy window (the CPU
+            kernels take windows touching at most three hops).
+    """
+    if device.type == "cpu":
+        if window is None or _cpu.fits_window(*window):
+            return _cpu
+    elif device.type == "cuda" and hasattr(_cuda, op) and _cuda.supports(order) and _cuda.available():
+        return _cuda
+    # What remains is vectorised torch, except the cascade's time loop.
+    if op in _SEQUENTIAL:
+        _fallback_warning(device, order)
+    return _reference
 
 
 def _fallback_warning(device: torch.device, order: int) -> None:
@@ -53,21 +86,8 @@ def _fallback_warning(device: torch.device, order: int) -> None:
             f"{reason}; using the pure-torch reference implementation (correct, but it loops over time in "
             "Python and is slow).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-
-
-def _cuda_kernels(x: Tensor, b: Tensor) -> bool:
-    return x.device.type == "cuda" and _cuda.supports(b.shape[-1] - 1) and _cuda.available()
-
-
-def _check_a0(a: Tensor) -> None:
-    # The functional API checks this with the caller's indices; this is the
-    # backstop for direct op calls and for code under torch.compile.
-    zero = a[..., 0] == 0
-    if bool(zero.any()):
-        channel, section = (int(i) for i in zero.nonzero()[0])
-        raise ValueError(f"a[..., 0] must be non-zero; got 0 at channel {channel}, section {section}")
 
 
 def _iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,19 +96,16 @@ def _iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -
     Args:
         x: (G, time), float16/bfloat16/float32/float64.
         x_index: (P,) int64, the row of ``x`` each channel reads.
-        b, a: (P, S, K + 1), raw coefficients (divided by ``a[..., 0]`` here).
+        b, a: (P, S, K + 1), raw coefficients (divided by ``a[..., 0]`` by the kernels).
         zi: (P, S, K), initial state per section (scipy's TDF-II state).
 
     Returns:
         ``(y, zf)``: y (P, time) and zf (P, S, K), dtype of ``x``.
     """
-    _check_a0(a)
-    if x.device.type == "cpu":
-        return _cpu.iir_cascade(x, x_index, b, a, zi)
-    if _cuda_kernels(x, b):
-        return _cuda.iir_cascade(x, x_index, b, a, zi)
-    _fallback_warning(x.device, b.shape[-1] - 1)
-    return _reference.iir_cascade(x, x_index, b, a, zi)
+    # The functional API checks a0 with the caller's indices; this is the
+    # backstop for direct op calls and for code under torch.compile.
+    _checks.nonzero("a", a, 0, ("channel", "section"))
+    return _backend("iir_cascade", x.device, b.shape[-1] - 1).iir_cascade(x, x_index, b, a, zi)
 
 
 iir_cascade = torch.library.custom_op("filterbank::iir_cascade", _iir_cascade, mutates_args=())
@@ -104,12 +121,8 @@ def iir_cascade_backward(
     grad_y: Tensor, grad_zf: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of :func:`iir_cascade` for ``x, b, a, zi`` given those of ``y, zf``."""
-    if x.device.type == "cpu":
-        return _cpu.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
-    if _cuda_kernels(x, b):
-        return _cuda.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
-    _fallback_warning(x.device, b.shape[-1] - 1)
-    return _reference.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
+    backend = _backend("iir_cascade_backward", x.device, b.shape[-1] - 1)
+    return backend.iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
 
 
 @iir_cascade_backward.register_fake
@@ -152,14 +165,13 @@ def _backward_composite(grad_y, grad_zf, x, x_index, b, a, zi):
 
 
 # --------------------------------------------------------------------------
-# Frame energies (the front-end's smoothing and decimation; kernels/frames.py).
+# Frame energies (the front-end's smoothing and decimation).
 
 
 def _frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
     """``E[p, f] = sum_i window[i] e(y[p, f hop - offset + i])``; y: (P, T) -> (P, n_frames)."""
-    if y.device.type == "cpu":
-        return _frames.cpu_frame_energy(y, window, hop, offset, n_frames, square)
-    return _frames.reference_frame_energy(y, window, hop, offset, n_frames, square)
+    backend = _backend("frame_energy", y.device, window=(window.shape[0], hop, offset))
+    return backend.frame_energy(y, window, hop, offset, n_frames, square)
 
 
 frame_energy = torch.library.custom_op("filterbank::frame_energy", _frame_energy, mutates_args=())
@@ -173,12 +185,8 @@ def _(y, window, hop, offset, n_frames, square):
 @torch.library.custom_op("filterbank::frame_energy_backward", mutates_args=())
 def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, offset: int, square: bool) -> Tensor:
     """The gradient of :func:`frame_energy` for ``y``."""
-    if y.device.type == "cpu":
-        return _frames.cpu_frame_energy_backward(grad, y, window, hop, offset, square)
-    with torch.enable_grad():
-        leaf = y.detach().requires_grad_(True)
-        energy = _frames.reference_frame_energy(leaf, window, hop, offset, grad.shape[-1], square)
-        return torch.autograd.grad(energy, leaf, grad)[0]
+    backend = _backend("frame_energy_backward", y.device, window=(window.shape[0], hop, offset))
+    return backend.frame_energy_backward(grad, y, window, hop, offset, square)
 
 
 @frame_energy_backward.register_fake
@@ -201,7 +209,7 @@ def _frame_backward(ctx, grad):
         # through the pure-torch reference.
         inputs = [t for t, needed in ((y, needs_y), (window, needs_window)) if needed]
         with torch.enable_grad():
-            energy = _frames.reference_frame_energy(y, window, hop, offset, n_frames, square)
+            energy = _reference.frame_energy(y, window, hop, offset, n_frames, square)
             grads = iter(torch.autograd.grad(energy, inputs, grad, create_graph=torch.is_grad_enabled()))
         return (next(grads) if needs_y else None), (next(grads) if needs_window else None), None, None, None, None
     return frame_energy_backward(grad, y, window, hop, offset, square), None, None, None, None, None
@@ -211,7 +219,7 @@ frame_energy.register_autograd(_frame_backward, setup_context=_frame_setup_conte
 
 
 # --------------------------------------------------------------------------
-# Eager inference calls.
+# Eager inference.
 
 
 def _modes_active() -> bool:
@@ -227,8 +235,8 @@ def _modes_active() -> bool:
     return bool(dispatch_depth()) or bool(function_modes())
 
 
-def _plain_inference(*tensors: Tensor) -> bool:
-    """True when no autograd, tracing or dispatch mode needs to see the op.
+def plain_inference(*tensors: Tensor) -> bool:
+    """True when no autograd, tracing or dispatch mode needs to see an op on ``tensors``.
 
     Then the op's implementation is called directly: the dispatcher's
     custom-op path costs little per call, but its first call imports
@@ -243,13 +251,40 @@ def _plain_inference(*tensors: Tensor) -> bool:
 
 def call_iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`iir_cascade`, called directly in plain eager inference (same results)."""
-    if _plain_inference(x, x_index, b, a, zi):
+    if plain_inference(x, x_index, b, a, zi):
         return _iir_cascade(x, x_index, b, a, zi)
     return iir_cascade(x, x_index, b, a, zi)
 
 
 def call_frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
     """:func:`frame_energy`, called directly in plain eager inference (same results)."""
-    if _plain_inference(y, window):
+    if plain_inference(y, window):
         return _frame_energy(y, window, hop, offset, n_frames, square)
     return frame_energy(y, window, hop, offset, n_frames, square)
+
+
+def iir_cascade_frame_energy(
+    x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int, offset: int,
+    n_frames: int, square: bool, limits: Tensor,
+) -> Tensor:
+    """Frame energies of the filtered channels in one pass, without autograd: (P, n_frames).
+
+    ``frame_energy(iir_cascade(x, x_index, b, a, zi)[0] * (t < limits), ...)``
+    with the band signals never stored where a kernel does both (the CPU);
+    elsewhere composed from the two ops' kernels.
+
+    Args:
+        x, x_index, b, a, zi: as for :func:`iir_cascade`.
+        window, hop, offset, n_frames, square: as for :func:`frame_energy`.
+        limits: (P,) int64: samples of channel ``p`` at or past
+            ``limits[p]`` count as zero (a zero-padded batch).
+    """
+    _checks.nonzero("a", a, 0, ("channel", "section"))
+    _checks.shape("limits", limits, (b.shape[0],), "one per channel")
+    backend = _backend("iir_cascade_frame_energy", x.device, b.shape[-1] - 1, (window.shape[0], hop, offset))
+    if backend is not _reference:
+        return backend.iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
+    # No kernel does both here: the two ops' own kernels, one after the other.
+    y, _ = _iir_cascade(x, x_index, b, a, zi)
+    keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
+    return _frame_energy(y * keep, window, hop, offset, n_frames, square)

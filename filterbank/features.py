@@ -11,6 +11,10 @@ after a filterbank:
   centred on samples ``0, hop, 2 hop, ...`` with zeros beyond the ends,
   ``1 + time // hop_length`` frames, the framing of
   ``torchaudio.transforms.MelSpectrogram(center=True)``.
+* :func:`band_energy`: the frame energies of every band of a filterbank
+  (``sosfilt`` then :func:`frame_energy`); in plain inference on the CPU in
+  one pass that never stores the band signals. :func:`zero_after` masks the
+  padded tail of a zero-padded batch.
 * :func:`log_compress`, :func:`power_compress`, :func:`pcen`: compression of
   the energies (PCEN: per-channel energy normalisation, Wang et al. 2017,
   with its smoother run by ``filterbank.lfilter``, so it is exact and
@@ -25,10 +29,14 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _ops
-from .functional import lfilter
+from . import _checks, _ops
+from .functional import lfilter, sosfilt
 
-__all__ = ["frame_energy", "smoothing_window", "log_compress", "power_compress", "pcen"]
+__all__ = ["frame_energy", "band_energy", "zero_after", "smoothing_window", "log_compress", "power_compress", "pcen"]
+
+ENERGIES = ("square", "abs")
+WINDOWS = ("hann", "box")
+COMPRESSIONS = ("log", "power", "pcen")
 
 
 def smoothing_window(hop_length: int, *, kind: str = "hann", dtype=torch.float32, device=None) -> Tensor:
@@ -42,64 +50,136 @@ def smoothing_window(hop_length: int, *, kind: str = "hann", dtype=torch.float32
     Returns:
         (window_length,) tensor.
     """
-    if isinstance(hop_length, bool) or not isinstance(hop_length, int) or hop_length < 1:
-        raise ValueError(f"hop_length must be a positive int; got {hop_length!r}")
-    if kind == "hann":
+    _checks.integer("hop_length", hop_length, 1)
+    if _checks.choice("kind", kind, WINDOWS) == "hann":
         window = torch.hann_window(2 * hop_length + 1, periodic=False, dtype=dtype, device=device)[1:]
-    elif kind == "box":
-        window = torch.ones(hop_length, dtype=dtype, device=device)
     else:
-        raise ValueError(f"kind must be 'hann' or 'box'; got {kind!r}")
+        window = torch.ones(hop_length, dtype=dtype, device=device)
     return window / window.sum()
 
 
 def frame_energy(
-    bands: Tensor, hop_length: int, *, energy: str = "square", window: Optional[Tensor] = None
+    bands: Tensor, hop_length: int, *, energy: str = "square", window: Optional[Tensor] = None,
+    offset: Optional[int] = None, n_frames: Optional[int] = None,
 ) -> Tensor:
     """Smoothed band energy, one value per hop.
 
-    ``E[..., f] = sum_i window[i] * e(bands[..., f * hop_length - W // 2 + i])``
+    ``E[..., f] = sum_i window[i] * e(bands[..., f * hop_length - offset + i])``
     with ``e(v) = v ** 2`` (``energy="square"``) or ``|v|`` (``"abs"``), zero
-    outside the signal, ``W = len(window)``.
+    outside the signal.
 
     Args:
         bands: (..., time) band signals (any leading shape).
         hop_length: samples between frames.
         energy: ``"square"`` or ``"abs"``.
-        window: (W,) low-pass window; default :func:`smoothing_window`.
+        window: (W,) low-pass window, the dtype and device of ``bands``;
+            default :func:`smoothing_window`.
+        offset: how many samples before ``f * hop_length`` frame ``f``'s
+            window starts; default ``W // 2`` (frames centred on their hop).
+        n_frames: how many frames; default ``1 + time // hop_length``.
 
     Returns:
-        (..., 1 + time // hop_length) frame energies.
+        (..., n_frames) frame energies.
     """
-    if energy not in ("square", "abs"):
-        raise ValueError(f"energy must be 'square' or 'abs'; got {energy!r}")
+    _check_frames("bands", bands, hop_length, energy, window)
     if window is None:
         window = smoothing_window(hop_length, dtype=bands.dtype, device=bands.device)
-    elif window.ndim != 1 or window.dtype != bands.dtype or window.device != bands.device:
-        raise ValueError(f"window must be a 1-D tensor with the bands' dtype and device ({bands.dtype}, "
-                         f"{bands.device}); got shape {tuple(window.shape)}, {window.dtype}, {window.device}")
-    if bands.ndim == 0:
-        raise ValueError("bands must have a time axis; got a 0-d tensor")
     leading, n_time = bands.shape[:-1], bands.shape[-1]
-    n_frames = 1 + n_time // hop_length
-    energies = _ops.call_frame_energy(bands.reshape(math.prod(leading), n_time), window, hop_length, window.shape[0] // 2, n_frames,
-                                 energy == "square")
+    offset = window.shape[0] // 2 if offset is None else _checks.integer("offset", offset, 0)
+    n_frames = 1 + n_time // hop_length if n_frames is None else _checks.integer("n_frames", n_frames, 0)
+    energies = _ops.call_frame_energy(bands.reshape(math.prod(leading), n_time), window, hop_length, offset, n_frames,
+                                      energy == "square")
     return energies.reshape(leading + (n_frames,))
+
+
+def _check_frames(name: str, signals: Tensor, hop_length: int, energy: str, window: Optional[Tensor]) -> None:
+    """The checks of :func:`frame_energy` and :func:`band_energy`; ``signals`` is what the window runs over."""
+    _checks.signal(name, signals)
+    _checks.integer("hop_length", hop_length, 1)
+    _checks.choice("energy", energy, ENERGIES)
+    if window is not None:
+        _checks.tensor("window", window, signals, name)
+        if window.ndim != 1 or window.shape[0] == 0:
+            raise ValueError(f"window must have shape (W,) with W >= 1; got {tuple(window.shape)}")
+
+
+def zero_after(values: Tensor, lengths: Tensor) -> Tensor:
+    """``values`` (batch, ..., time) with ``values[i, ..., lengths[i]:]`` zero; lengths: (batch,) int64.
+
+    Without a gradient to keep, in place, writing the tails alone.
+    """
+    n_time = values.shape[-1]
+    if torch.is_grad_enabled() and values.requires_grad:
+        keep = torch.arange(n_time, device=values.device) < lengths.unsqueeze(-1)   # (batch, time)
+        return values * keep.reshape(keep.shape[:1] + (1,) * (values.ndim - 2) + keep.shape[1:])
+    for index, length in enumerate(lengths.tolist()):
+        if length < n_time:
+            values[index, ..., length:] = 0
+    return values
+
+
+def band_energy(
+    sos: Tensor, x: Tensor, hop_length: int, *, energy: str = "square", window: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+) -> Tensor:
+    """Frame energies of every band of a filterbank: ``frame_energy(sosfilt(sos, x.unsqueeze(-2)), ...)``.
+
+    In plain inference (nothing needs a gradient, nothing traces) on the CPU
+    this runs one kernel that filters and takes the energies in one pass, so
+    the (..., n_filters, time) band signals are never stored; otherwise it is
+    that composition.
+
+    Args:
+        sos: (n_filters, n_sections, 6) the bank's cascades.
+        x: (..., time) signals, the dtype and device of ``sos``.
+        hop_length, energy, window: as for :func:`frame_energy` (centred frames).
+        lengths: for a zero-padded batch ``x`` of shape (batch, ..., time),
+            (batch,) the real samples of each signal: the bands of ``x[i]``
+            count as zero from ``lengths[i]`` on.
+
+    Returns:
+        (..., n_filters, 1 + time // hop_length) frame energies.
+    """
+    _check_frames("x", x, hop_length, energy, window)
+    _checks.sos(sos, like=x)
+    if sos.ndim != 3:
+        raise ValueError(f"sos must have shape (n_filters, n_sections, 6); got {tuple(sos.shape)}")
+    if lengths is not None:
+        lengths = _checks.lengths(lengths, x)
+    if window is None:
+        window = smoothing_window(hop_length, dtype=x.dtype, device=x.device)
+    if not (x.device.type == "cpu" and _ops.plain_inference(sos, x, window)):
+        bands = sosfilt(sos, x.unsqueeze(-2))                       # (..., n_filters, time)
+        if lengths is not None:
+            bands = zero_after(bands, lengths)
+        return frame_energy(bands, hop_length, energy=energy, window=window)
+    _checks.nonzero("sos", sos, 3)
+    n_time = x.shape[-1]
+    rows = x.reshape(math.prod(x.shape[:-1]), n_time)                 # (R, time)
+    n_rows, n_filters, n_sections = rows.shape[0], sos.shape[0], sos.shape[1]
+    x_index = torch.arange(n_rows).repeat_interleave(n_filters)       # channel r * F + f reads row r
+    sos = sos.expand(n_rows, n_filters, n_sections, 6).reshape(n_rows * n_filters, n_sections, 6)
+    if lengths is None:
+        limits = torch.full((n_rows * n_filters,), n_time, dtype=torch.int64)
+    else:
+        rows_per_signal = n_rows // x.shape[0] if x.shape[0] else 0    # channels of (batch, channels, time)
+        limits = lengths.repeat_interleave(rows_per_signal * n_filters)
+    energies = _ops.iir_cascade_frame_energy(
+        rows, x_index, sos[..., :3], sos[..., 3:], rows.new_zeros((n_rows * n_filters, n_sections, 2)), window,
+        hop_length, window.shape[0] // 2, 1 + n_time // hop_length, energy == "square", limits)
+    return energies.reshape(x.shape[:-1] + (n_filters, energies.shape[-1]))
 
 
 def log_compress(energy: Tensor, floor: float = 1e-6) -> Tensor:
     """``log(energy + floor)``: floor > 0 keeps the log and its gradient finite."""
-    if not floor > 0:
-        raise ValueError(f"floor must be > 0; got {floor!r}")
+    _checks.number("floor", floor, 0.0)
     return torch.log(energy + floor)
 
 
 def power_compress(energy: Tensor, power: float = 0.3, floor: float = 1e-6) -> Tensor:
     """``(energy + floor) ** power``, a cube-root-like loudness compression."""
-    if not 0 < power <= 1:
-        raise ValueError(f"power must be in (0, 1]; got {power!r}")
-    if not floor > 0:
-        raise ValueError(f"floor must be > 0; got {floor!r}")
+    _checks.number("power", power, 0.0, 1.0, closed=(False, True))
+    _checks.number("floor", floor, 0.0)
     return (energy + floor) ** power
 
 
@@ -125,12 +205,14 @@ def pcen(
         ``(pcen, zf)``: (..., n_filters, frames) and the smoother's final
         state (..., n_filters, 1).
     """
+    _checks.tensor("energy", energy)
+    _checks.number("floor", floor, 0.0)
     if energy.ndim < 2:
         raise ValueError(f"energy must have shape (..., n_filters, frames); got {tuple(energy.shape)}")
     n_filters = energy.shape[-2]
     for name, value in (("smooth", smooth), ("alpha", alpha), ("delta", delta), ("root", root)):
-        if value.shape != (n_filters,):
-            raise ValueError(f"{name} must have shape ({n_filters},) (one per filter); got {tuple(value.shape)}")
+        _checks.tensor(name, value, energy, "energy")
+        _checks.shape(name, value, (n_filters,), "one per filter")
     b = smooth.unsqueeze(-1)                                      # (n_filters, 1)
     a = torch.stack([torch.ones_like(smooth), smooth - 1], -1)    # (n_filters, 2)
     if zi is None:

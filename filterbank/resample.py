@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _checks
+
 __all__ = ["resample"]
 
 
@@ -40,11 +42,11 @@ def resample(x: Tensor, orig_rate: int, new_rate: int, *, zeros: int = 16, beta:
         (..., ceil(time * new_rate / orig_rate)) in ``x``'s dtype, aligned so
         that output sample k is at time k / new_rate.
     """
-    for name, rate in (("orig_rate", orig_rate), ("new_rate", new_rate)):
-        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
-            raise ValueError(f"{name} must be a positive int of Hz; got {rate!r}")
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor; got {type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+    _checks.signal("x", x)
+    orig_rate = _checks.integer("orig_rate", orig_rate, 1)
+    new_rate = _checks.integer("new_rate", new_rate, 1)
+    zeros = _checks.integer("zeros", zeros, 1)
+    beta = _checks.number("beta", beta, 0.0, closed=(True, False))
     if orig_rate == new_rate:
         return x
     divisor = math.gcd(orig_rate, new_rate)

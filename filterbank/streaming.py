@@ -14,14 +14,13 @@ that moves with ``.to()``, detaches with ``.detach()`` (truncated
 backpropagation, ``filterbank.tbptt``), and saves with ``torch.save``. A state
 given back to a module is checked against what that module would make, and a
 mismatch (another filter count, dtype, device or batch shape) is a clear error
-naming the entry and what differs.
+naming the entry and what differs (the rules are in ``filterbank._checks``).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
-import torch
 from torch import Tensor
 
 __all__ = ["State", "detach"]
@@ -59,32 +58,3 @@ def detach(state: Union[State, Tensor, None]):
     if state is None:
         return None
     return state.detach()
-
-
-def check_tensor(owner: str, name: str, value, shape: Optional[tuple], dtype: torch.dtype,
-                 device: torch.device) -> Tensor:
-    """The entry ``name`` of ``owner``'s state, checked against the tensor the module would make."""
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{owner} state[{name!r}] must be a tensor; got {type(value).__name__}")
-    if shape is not None and tuple(value.shape) != tuple(shape):
-        raise ValueError(f"{owner} state[{name!r}] has shape {tuple(value.shape)} but this module and input need "
-                         f"{tuple(shape)} (a state from another filter count, batch shape or module?)")
-    if value.dtype != dtype:
-        raise TypeError(f"{owner} state[{name!r}] has dtype {value.dtype} but the module computes in {dtype}; "
-                        "convert it with state.to(dtype)")
-    if value.device != device:
-        raise ValueError(f"{owner} state[{name!r}] is on {value.device} but the input is on {device}; "
-                         "move it with state.to(device)")
-    return value
-
-
-def check_state(owner: str, state, keys: tuple[str, ...]) -> State:
-    if not isinstance(state, State):
-        raise TypeError(f"{owner} state must be a filterbank.streaming.State (from an earlier call of stream) or "
-                        f"None; got {type(state).__name__}")
-    missing = [key for key in keys if key not in state]
-    extra = [key for key in state if key not in keys]
-    if missing or extra:
-        raise ValueError(f"{owner} state has entries {sorted(state)} but this module needs {sorted(keys)} "
-                         "(a state from another kind of module?)")
-    return state

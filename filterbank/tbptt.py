@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 import torch
 from torch import Tensor
 
+from . import _checks
 from .streaming import detach
 
 __all__ = ["chunks", "tbptt"]
@@ -33,8 +34,7 @@ __all__ = ["chunks", "tbptt"]
 
 def chunks(x: Tensor, chunk_size: int) -> Iterator[Tensor]:
     """Views of ``x`` (..., time) of ``chunk_size`` samples along the last axis (the last may be shorter)."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
+    _checks.integer("chunk_size", chunk_size, 1)
     for start in range(0, x.shape[-1], chunk_size):
         yield x[..., start : start + chunk_size]
 
@@ -76,6 +76,9 @@ def tbptt(
         >>> len(losses)
         4
     """
+    if not callable(stream) or not callable(step):
+        raise TypeError(f"stream and step must be callables; got {type(stream).__name__} and {type(step).__name__}")
+    chunk_size = _checks.integer("chunk_size", chunk_size, 1, optional=True)
     if isinstance(signal, Tensor):
         if chunk_size is None:
             raise ValueError("chunk_size is needed to cut a tensor signal into chunks")
@@ -84,6 +87,7 @@ def tbptt(
         pieces = iter(signal)
     overlap_chunks = 0
     if backprop_samples is not None:
+        _checks.integer("backprop_samples", backprop_samples, 1)
         if chunk_size is None or backprop_samples < chunk_size or backprop_samples % chunk_size:
             raise ValueError(f"backprop_samples must be a multiple of chunk_size ({chunk_size}) and at least it; "
                              f"got {backprop_samples!r}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from filterbank import _ops, features
-from filterbank.kernels import frames
+from filterbank.kernels import reference
 from helpers import assert_close64
 
 
@@ -38,9 +38,23 @@ def test_frame_energy_matches_the_definition(rng, hop, n_time, kind, energy):
     assert_close64(got, torch.tensor(expected), "frame energy")
     # The kernel and the torch reference agree too.
     flat = torch.tensor(y).reshape(6, n_time)
-    reference = frames.reference_frame_energy(flat, window, hop, len(window) // 2, 1 + n_time // hop,
-                                              energy == "square")
-    assert_close64(got.reshape(6, -1), reference, "reference")
+    expected_reference = reference.frame_energy(flat, window, hop, len(window) // 2, 1 + n_time // hop,
+                                                energy == "square")
+    assert_close64(got.reshape(6, -1), expected_reference, "reference")
+
+
+def test_frame_energy_takes_any_window_and_framing(rng):
+    # A window over more than three hops is past the CPU kernels: the op takes the reference.
+    y = torch.tensor(rng.standard_normal((3, 101)))
+    window = torch.tensor(rng.uniform(0, 1, 23))
+    got = features.frame_energy(y, 4, window=window)
+    assert_close64(got, torch.tensor(naive_frame_energy(y.numpy(), window.numpy(), 4, True)), "long window")
+    # offset and n_frames: windows starting at f * hop - offset, as many frames as asked for.
+    window = features.smoothing_window(5, dtype=torch.float64)
+    got = features.frame_energy(y, 5, window=window, offset=0, n_frames=7)
+    expected = [float((window * y[:, f * 5: f * 5 + 10].square()).sum(-1)[1]) for f in range(7)]
+    assert got.shape == (3, 7)
+    torch.testing.assert_close(got[1], torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
 
 
 def test_frame_energy_float32_and_default_window(rng):
@@ -74,17 +88,24 @@ def test_frame_energy_opcheck(rng):
     torch.library.opcheck(torch.ops.filterbank.frame_energy_backward.default, (grad, y.detach(), window, 6, 6, True))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: features.frame_energy(torch.ones(10), 0), r"hop_length must be a positive int; got 0"),
-    (lambda: features.frame_energy(torch.ones(10), 2, energy="cube"), r"energy must be 'square' or 'abs'; got 'cube'"),
-    (lambda: features.frame_energy(torch.ones(10), 2, window=torch.ones(3, dtype=torch.float64)),
-     r"window must be a 1-D tensor with the bands' dtype"),
-    (lambda: features.smoothing_window(4, kind="kaiser"), r"kind must be 'hann' or 'box'; got 'kaiser'"),
-    (lambda: features.log_compress(torch.ones(3), floor=0.0), r"floor must be > 0; got 0.0"),
-    (lambda: features.power_compress(torch.ones(3), power=2.0), r"power must be in \(0, 1\]; got 2.0"),
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: features.frame_energy(torch.ones(10), 0), ValueError, r"hop_length must be an int >= 1; got 0"),
+    (lambda: features.frame_energy(torch.ones(10), 2, energy="cube"), ValueError,
+     r"energy must be one of square, abs; got 'cube'"),
+    (lambda: features.frame_energy(torch.ones(10), 2, window=torch.ones(3, dtype=torch.float64)), TypeError,
+     r"window has dtype torch.float64 but bands has dtype torch.float32"),
+    (lambda: features.frame_energy(torch.ones(10), 2, window=torch.ones(3, 2)), ValueError,
+     r"window must have shape \(W,\) with W >= 1; got \(3, 2\)"),
+    (lambda: features.smoothing_window(4, kind="kaiser"), ValueError, r"kind must be one of hann, box; got 'kaiser'"),
+    (lambda: features.log_compress(torch.ones(3), floor=0.0), ValueError, r"floor must be > 0; got 0.0"),
+    (lambda: features.power_compress(torch.ones(3), power=2.0), ValueError, r"power must lie in \(0, 1\]; got 2.0"),
+    (lambda: features.band_energy(torch.ones(4, 1, 6), torch.ones(2, 10), 5, lengths=[10]), ValueError,
+     r"lengths must be 2 integers"),
+    (lambda: features.band_energy(torch.ones(4, 6), torch.ones(10), 5), ValueError,
+     r"sos must have shape \(n_filters, n_sections, 6\); got \(4, 6\)"),
 ])
-def test_errors(call, message):
-    with pytest.raises(ValueError, match=message):
+def test_errors(call, error, message):
+    with pytest.raises(error, match=message):
         call()
 
 

@@ -1,13 +1,13 @@
-"""The fused filter-and-frame-energy kernel (kernels/fused.py) against the unfused kernels, and FrontEnd's use of it."""
+"""The fused filter-and-frame-energy kernel (kernels/_fused.py) against the reference, and FrontEnd's use of it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from filterbank import nn
+from filterbank import _ops, nn
 from filterbank.features import smoothing_window
-from filterbank.kernels import fused
+from filterbank.kernels import cpu, reference
 from test_kernels import make_case
 
 
@@ -29,8 +29,8 @@ def test_kernel_matches_the_unfused_kernels(rng, dtype, tolerance, n_rows, n_cha
     limits = torch.tensor(rng.integers(0, n_time + 1, n_channels))
     limits[0] = n_time
     arguments = (x, x_index, b, a, zi, window, hop, window.shape[0] // 2, n_frames, square, limits)
-    got = fused.iir_cascade_frame_energy(*arguments)
-    expected = fused.reference_iir_cascade_frame_energy(*arguments)
+    got = cpu.iir_cascade_frame_energy(*arguments)
+    expected = reference.iir_cascade_frame_energy(*arguments)
     assert got.shape == expected.shape == (n_channels, n_frames) and got.dtype == dtype
     assert (got - expected).abs().max() <= tolerance * expected.abs().max()
 
@@ -38,11 +38,11 @@ def test_kernel_matches_the_unfused_kernels(rng, dtype, tolerance, n_rows, n_cha
 def test_kernel_edges(rng):
     x, x_index, b, a, zi = make_case(rng, 2, 3, 1, 2, 0, "mixed")
     window = smoothing_window(4, dtype=torch.float64)
-    energy = fused.iir_cascade_frame_energy(x, x_index, b, a, zi, window, 4, 4, 1, True, torch.zeros(3, dtype=torch.long))
+    energy = cpu.iir_cascade_frame_energy(x, x_index, b, a, zi, window, 4, 4, 1, True, torch.zeros(3, dtype=torch.long))
     assert energy.shape == (3, 1) and (energy == 0).all()
     x, x_index, b, a, zi = make_case(rng, 2, 3, 1, 2, 40, "mixed")
-    with pytest.raises(ValueError, match=r"limits must have shape \(3,\)"):
-        fused.iir_cascade_frame_energy(x, x_index, b, a, zi, window, 4, 4, 11, True, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"limits must have shape \(3,\) \(one per channel\); got \(2,\)"):
+        _ops.iir_cascade_frame_energy(x, x_index, b, a, zi, window, 4, 4, 11, True, torch.zeros(2, dtype=torch.long))
 
 
 def _banks():
@@ -61,8 +61,8 @@ def test_front_end_inference_uses_the_fused_kernel_with_the_same_features(monkey
     x = torch.randn(shape, dtype=torch.float64)
     trained = front_end(x)                          # parameters need gradients: the unfused path
     calls = []
-    original = fused.iir_cascade_frame_energy
-    monkeypatch.setattr(fused, "iir_cascade_frame_energy", lambda *a: calls.append(1) or original(*a))
+    original = cpu.iir_cascade_frame_energy
+    monkeypatch.setattr(cpu, "iir_cascade_frame_energy", lambda *a: calls.append(1) or original(*a))
     with torch.no_grad():
         inferred = front_end(x)
         if len(shape) > 1:
@@ -80,7 +80,7 @@ def test_fused_path_is_left_when_a_gradient_or_a_trace_needs_the_bands(monkeypat
     front_end = nn.FrontEnd(n_filters=8, sample_rate=8000, hop_length=40)
     x = torch.randn(2, 400)
     expected = front_end(x).detach()
-    monkeypatch.setattr(fused, "iir_cascade_frame_energy", lambda *a: pytest.fail("the fused kernel ran"))
+    monkeypatch.setattr(cpu, "iir_cascade_frame_energy", lambda *a: pytest.fail("the fused kernel ran"))
     front_end(x).sum().backward()                                  # learnable filters need the bands
     assert front_end.filterbank.raw_frequency.grad is not None
     compiled = torch.compile(front_end, fullgraph=True, backend="eager")
@@ -94,8 +94,8 @@ def test_kernel_other_orders(rng, order):
     window = smoothing_window(50, dtype=torch.float64)
     limits = torch.tensor(rng.integers(0, 701, 20))
     arguments = (x, x_index, b, a, zi, window, 50, 50, 15, True, limits)
-    expected = fused.reference_iir_cascade_frame_energy(*arguments)
-    assert (fused.iir_cascade_frame_energy(*arguments) - expected).abs().max() <= 1e-13 * expected.abs().max()
+    expected = reference.iir_cascade_frame_energy(*arguments)
+    assert (cpu.iir_cascade_frame_energy(*arguments) - expected).abs().max() <= 1e-13 * expected.abs().max()
 
 
 @pytest.mark.parametrize("shape", [(2, 0), (0, 100), (0, 2, 100), (2, 3, 0)])

@@ -185,7 +185,7 @@ def test_tbptt_takes_an_iterable_and_returns_the_state(rng):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: list(chunks(torch.ones(10), 0)), r"chunk_size must be a positive int; got 0"),
+    (lambda: list(chunks(torch.ones(10), 0)), r"chunk_size must be an int >= 1; got 0"),
     (lambda: tbptt(lambda c, s: (c, s), torch.ones(10), 4, lambda o, i: None, backprop_samples=6),
      r"backprop_samples must be a multiple of chunk_size \(4\) and at least it; got 6"),
     (lambda: tbptt(lambda c, s: (c, s), torch.ones(10), None, lambda o, i: None),

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import adjoint
+from ._dtypes import compute_dtype
 
 __all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build"]
 
@@ -98,10 +99,6 @@ def supports(order: int) -> bool:
     return 0 <= order <= MAX_ORDER
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _final_state(inp: Tensor, inp_index: Tensor, out: Tensor, bn: Tensor, an: Tensor, zi: Tensor) -> Tensor:
     """scipy's TDF-II state after the last sample, from the last ``K`` samples.
 
@@ -133,7 +130,7 @@ def _section(inp: Tensor, inp_index: Tensor, bn: Tensor, an: Tensor, zi: Optiona
 
 
 def _prepare(x: Tensor, b: Tensor, a: Tensor):
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     rows = x.to(dtype).contiguous()  # the kernels read time with unit stride
     b, a = b.to(dtype), a.to(dtype)  # normalise in the compute dtype, not in float16
     return rows, b / a[..., :1], a / a[..., :1]
@@ -190,7 +187,7 @@ def iir_cascade_backward(
     recursion as the same scan backwards in time, and reduces the coefficient
     sums and the input gradient in one fused kernel per section.
     """
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     rows = x.to(dtype).contiguous()
     with torch.no_grad():
         grads = adjoint.backward(

@@ -1,13 +1,18 @@
-"""Pure-torch reference for a cascade of IIR sections: slow, obviously right.
+"""Pure-torch reference for every kernel operation: slow where it must be, obviously right.
 
-This is the ground truth the fast kernels are tested against. It runs scipy's
-transposed direct form II literally, one time step at a time, vectorised only
-across channels, and is differentiable by plain autograd (used by the tests to
-check the hand-written backward kernels).
-
-All kernels share one signature (see ``filterbank/_ops.py``)::
+This is the ground truth the fast kernels are tested against; ``cpu.py`` and
+``cuda.py`` implement the same operations under the same names and
+signatures. The cascade runs scipy's transposed direct form II literally,
+one time step at a time, vectorised only across channels; everything is
+differentiable by plain autograd (used by the tests to check the
+hand-written backward kernels, and by the op layer for double backward of
+the frame energies).
 
     y, zf = iir_cascade(x, x_index, b, a, zi)
+    grad_x, grad_b, grad_a, grad_zi = iir_cascade_backward(grad_y, grad_zf, x, x_index, b, a, zi)
+    energy = frame_energy(y, window, hop, offset, n_frames, square)
+    grad_y = frame_energy_backward(grad, y, window, hop, offset, square)
+    energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
 
     x:       (rows, time)             distinct input signals
     x_index: (channels,) int64        row of ``x`` each channel reads
@@ -15,14 +20,21 @@ All kernels share one signature (see ``filterbank/_ops.py``)::
     zi:      (channels, sections, order)       initial TDF-II state per section
     y:       (channels, time)         output of the last section
     zf:      (channels, sections, order)       final state per section
+    window:  (W,)                     frame ``f`` sums ``window[i] e(y[f hop - offset + i])``,
+                                      ``e(v) = v^2`` (square) or ``|v|``, zero outside [0, time)
+    energy:  (channels, n_frames)
+    limits:  (channels,) int64        samples at or past ``limits[p]`` count as zero
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["iir_cascade", "iir_cascade_backward"]
+from ._dtypes import compute_dtype
+
+__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy"]
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,11 +54,9 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
     Returns:
         ``(y, zf)`` with y: (channels, time) and zf: (channels, sections, order).
     """
-    compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    b = b.to(compute_dtype)
-    a = a.to(compute_dtype)
-    zi = zi.to(compute_dtype)
-    signal = x.to(compute_dtype)[x_index]
+    dtype = compute_dtype(x.dtype)
+    b, a, zi = b.to(dtype), a.to(dtype), zi.to(dtype)
+    signal = x.to(dtype)[x_index]
     n_sections, order = b.shape[1], b.shape[2] - 1
     b = b / a[..., :1]
     a = a / a[..., :1]
@@ -86,3 +96,32 @@ def iir_cascade_backward(
         y, zf = iir_cascade(inputs[0], x_index, *inputs[1:])
         grads = torch.autograd.grad((y, zf), inputs, (grad_y, grad_zf), allow_unused=True)
     return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
+
+
+def frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
+    """Frame energies of ``y`` (P, time) -> (P, n_frames): unfold the zero-padded energies into frames."""
+    length = window.shape[0]
+    n_time = y.shape[-1]
+    power = y.square() if square else y.abs()
+    right = max(0, (n_frames - 1) * hop - offset + length - n_time)
+    padded = F.pad(power, (offset, right))
+    frames = padded.unfold(-1, length, hop)[..., :n_frames, :]  # (P, n_frames, W)
+    return frames @ window
+
+
+def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, offset: int, square: bool) -> Tensor:
+    """The gradient of :func:`frame_energy` for ``y``, by autograd; grad: (P, n_frames)."""
+    with torch.enable_grad():
+        leaf = y.detach().requires_grad_(True)
+        energy = frame_energy(leaf, window, hop, offset, grad.shape[-1], square)
+        return torch.autograd.grad(energy, leaf, grad)[0]
+
+
+def iir_cascade_frame_energy(
+    x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int, offset: int,
+    n_frames: int, square: bool, limits: Tensor,
+) -> Tensor:
+    """Frame energies of the filtered channels, samples past ``limits`` zero: (P, n_frames)."""
+    y, _ = iir_cascade(x, x_index, b, a, zi)
+    keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
+    return frame_energy(y * keep, window, hop, offset, n_frames, square)

@@ -1,44 +1,22 @@
-"""Frame energy kernels: a windowed sum of band energies once per hop.
+"""numba kernels for frame energies: a windowed sum of band energies once per hop, forward and backward.
 
     E[p, f] = sum_i window[i] * e(y[p, f * hop - offset + i])   (zero outside [0, T))
     e(v) = v^2 (square) or |v| (abs)
 
-``reference`` (pure torch, any device, differentiable, also in ``window``) and
-``cpu`` (numba: reads ``y`` once forward and once backward, and stores nothing
-of full size but the gradient) share one signature:
-
-    energy = frame_energy(y, window, hop, offset, n_frames, square)
-    grad_y = frame_energy_backward(grad, y, window, hop, offset, square)
-
-y: (P, T); window: (W,); energy, grad: (P, n_frames).
+The forward reads ``y`` once; the backward reads it once more and writes
+only the gradient.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numba import prange
-from torch import Tensor
 
-from ._memory import empty as _empty
-
-__all__ = ["reference_frame_energy", "cpu_frame_energy", "cpu_frame_energy_backward"]
+__all__ = ["fits", "block_kernels", "forward", "backward"]
 
 # Reassociation lets the window sums vectorise; they are short (2 x hop terms).
-_JIT = dict(nogil=True, cache=True, fastmath={"contract", "reassoc", "nsz"}, boundscheck=False)
-
-
-def reference_frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
-    """Pure torch, obviously right: unfold the padded energies into frames."""
-    length = window.shape[0]
-    n_time = y.shape[-1]
-    power = y.square() if square else y.abs()
-    right = max(0, (n_frames - 1) * hop - offset + length - n_time)
-    padded = F.pad(power, (offset, right))
-    frames = padded.unfold(-1, length, hop)[..., :n_frames, :]  # (P, n_frames, W)
-    return frames @ window
+JIT = dict(nogil=True, cache=True, fastmath={"contract", "reassoc", "nsz"}, boundscheck=False)
 
 
 # Polyphase by blocks of ``hop`` samples: with t = (f + d) hop + r, the window
@@ -50,21 +28,36 @@ def reference_frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_f
 # 38 ms for one dot product of the whole window per frame).
 
 
-def _block_kernels(window: np.ndarray, hop: int, offset: int) -> tuple[np.ndarray, int]:
-    """(K (3, hop), d_first): K[k, r] = window[(d_first + k) hop + r + offset], zero elsewhere."""
-    length = window.shape[0]
+def _span(length: int, hop: int, offset: int) -> tuple[int, int]:
+    """``(d_first, d_last)``: the first and last block offsets whose kernel is not all zero."""
     d_first = -((offset + hop - 1) // hop)           # smallest d with d hop + hop - 1 + offset >= 0
     d_last = (length - 1 - offset) // hop            # largest d with d hop + offset <= length - 1
-    if d_last - d_first + 1 > 3:
-        raise ValueError(f"the window ({length} samples, centred) must span at most 3 hops of {hop} samples")
+    return d_first, d_last
+
+
+def fits(length: int, hop: int, offset: int) -> bool:
+    """Whether a window of ``length`` samples starting ``offset`` before each frame touches at most 3 hop blocks.
+
+    The kernels keep three running sums (a window up to about 2 hops long,
+    as every front-end window is); longer windows take the reference.
+    """
+    d_first, d_last = _span(length, hop, offset)
+    return d_last - d_first + 1 <= 3
+
+
+def block_kernels(window: np.ndarray, hop: int, offset: int) -> tuple[np.ndarray, int]:
+    """(K (3, hop), d_first): K[k, r] = window[(d_first + k) hop + r + offset], zero elsewhere."""
+    length = window.shape[0]
+    assert fits(length, hop, offset), "the window touches more than 3 hop blocks"
+    d_first, _ = _span(length, hop, offset)
     index = (d_first + np.arange(3))[:, None] * hop + np.arange(hop) + offset
     inside = (index >= 0) & (index < length)
     kernels = np.where(inside, window[np.clip(index, 0, length - 1)], 0).astype(window.dtype)
     return kernels, d_first
 
 
-@numba.njit(parallel=True, **_JIT)
-def _forward(y, kernels, d_first, square, out):
+@numba.njit(parallel=True, **JIT)
+def forward(y, kernels, d_first, square, out):
     # kernels: (3, hop), zero rows past the window's D kernels (D <= 3: a
     # window up to about 2 hop long), so three accumulators cover every case
     # in one pass over each block.
@@ -99,8 +92,8 @@ def _forward(y, kernels, d_first, square, out):
                     frames[f] += total
 
 
-@numba.njit(parallel=True, **_JIT)
-def _backward(grad, y, kernels, d_first, square, grad_y):
+@numba.njit(parallel=True, **JIT)
+def backward(grad, y, kernels, d_first, square, grad_y):
     n_channels, n_time = y.shape
     n_frames = grad.shape[1]
     hop = kernels.shape[1]
@@ -128,29 +121,3 @@ def _backward(grad, y, kernels, d_first, square, grad_y):
             else:
                 for r in range(width):
                     row[start + r] = (k0[r] * g0 + k1[r] * g1 + k2[r] * g2) * np.sign(values[start + r])
-
-
-def _compute(tensor: Tensor) -> Tensor:
-    dtype = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else tensor.dtype
-    return tensor.to(dtype).contiguous()
-
-
-def cpu_frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int, square: bool) -> Tensor:
-    """numba forward; float16/bfloat16 computed in float32."""
-    yc, wc = _compute(y), _compute(window)
-    out = torch.zeros((y.shape[0], n_frames), dtype=yc.dtype)
-    if y.shape[0] and y.shape[1]:
-        kernels, d_first = _block_kernels(wc.numpy(), hop, offset)
-        _forward(yc.numpy(), kernels, d_first, square, out.numpy())
-    return out.to(y.dtype)
-
-
-def cpu_frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, offset: int, square: bool) -> Tensor:
-    """numba backward: the gradient for ``y`` (P, T)."""
-    yc, wc, gc = _compute(y), _compute(window), _compute(grad)
-    grad_y = _empty(tuple(y.shape), yc.dtype)
-    if y.shape[0] and y.shape[1]:
-        kernels, d_first = _block_kernels(wc.numpy(), hop, offset)
-        _backward(gc.numpy(), yc.numpy(), kernels, d_first, square, grad_y.numpy())
-    return grad_y.to(y.dtype)
-

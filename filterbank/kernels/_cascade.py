@@ -1,0 +1,332 @@
+"""numba kernels for a cascade of IIR sections over tiles of channels, forward and backward.
+
+On the tile machinery of ``_tiles.py`` (docs/design.md, "CPU kernels"):
+
+* **Forward.** Each tile runs every section block by block and writes the
+  last section's output once; ``zf[i] = sum_{k>i} b_k in[T+i-k] - a_k
+  y[T+i-k]`` (plus ``zi[T+i]`` when ``T + i < order``) is read off the last
+  ``order`` samples, which the history rows always hold.
+* **Backward.** The adjoint ``u[t] = g[t] - sum_{k>=1} a_k u[t+k]`` runs
+  backwards in time, block by block, section by section, together with the
+  input's adjoint ``sum_k b_k u[t+k]``; ``d/db_k = sum_t u[t] in[t-k]`` and
+  ``d/da_k = -sum_t u[t] y[t-k]`` are summed per block in the compute dtype
+  and across blocks in float64. Nothing is kept from the forward: the backward
+  re-runs it once to keep each block's starting history (``order`` samples
+  per signal), then recomputes each block from it on the way back (measured
+  cheaper than reading the output back from memory). Extra memory is
+  ``(sections + 1) * order / block`` of the output's size. Lanes that share
+  an input row have their input adjoints summed before writing.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._simd import group_width, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum
+from ._tiles import (
+    DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, rows_to_block, run_sections,
+    shift_history,
+)
+
+__all__ = ["forward", "backward"]
+
+
+# --------------------------------------------------------------------------
+# The adjoint of one section over one block.
+
+
+@numba.njit(**JIT)
+def adjoint_section(us, g, g_in, lane_sum, sum_lanes, bs, as_, length, order, n):
+    """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and the
+    input's adjoint ``sum_k b_k u[t+k]``.
+
+    ``us``: (block + order, width), rows ``[length, length + order)`` hold the
+    adjoint of the next samples. The input's adjoint goes to ``g_in`` rows, or,
+    when ``sum_lanes``, is summed over groups into ``lane_sum`` rows (block,
+    group) so that one horizontal sum per sample remains.
+    """
+    group = group_width(us.itemsize)
+    for cg in range(0, n, group):
+        first_group = cg == 0
+        if order == 2:
+            b0, b1, b2 = vload(bs[0], cg), vload(bs[1], cg), vload(bs[2], cg)
+            a1, a2 = vload(as_[1], cg), vload(as_[2], cg)
+            u1, u2 = vload(us[length], cg), vload(us[length + 1], cg)
+            for i in range(length):
+                t = length - 1 - i
+                u = vfnma(a1, u1, vfnma(a2, u2, vload(g[t], cg)))
+                vstore(us[t], cg, u)
+                w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
+                if not sum_lanes:
+                    vstore(g_in[t], cg, w)
+                elif first_group:
+                    vstore(lane_sum[t], 0, w)
+                else:
+                    vstore(lane_sum[t], 0, vadd(vload(lane_sum[t], 0), w))
+                u2, u1 = u1, u
+            continue
+        for i in range(length):
+            t = length - 1 - i
+            u = vload(g[t], cg)
+            for k in range(1, order + 1):
+                u = vfnma(vload(as_[k], cg), vload(us[t + k], cg), u)
+            vstore(us[t], cg, u)
+            w = vmul(vload(bs[0], cg), u)
+            for k in range(1, order + 1):
+                w = vfma(vload(bs[k], cg), vload(us[t + k], cg), w)
+            if not sum_lanes:
+                vstore(g_in[t], cg, w)
+            elif first_group:
+                vstore(lane_sum[t], 0, w)
+            else:
+                vstore(lane_sum[t], 0, vadd(vload(lane_sum[t], 0), w))
+
+
+@numba.njit(**JIT)
+def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
+    """Per block: ``sums[k] = sum_t u[t] in[t-k]`` (k <= order) and
+    ``sums[order + k] = sum_t u[t] out[t-k]`` (1 <= k <= order), per lane."""
+    group = group_width(us.itemsize)
+    for cg in range(0, n, group):
+        zero = vsplat(us, 0.0)
+        if order == 2:
+            c0, c1, c2, d1, d2 = zero, zero, zero, zero, zero
+            for t in range(length):
+                r = 2 + t
+                u = vload(us[t], cg)
+                if shared_input:
+                    c0 = vfma(u, vsplat(us, xs[r]), c0)
+                    c1 = vfma(u, vsplat(us, xs[r - 1]), c1)
+                    c2 = vfma(u, vsplat(us, xs[r - 2]), c2)
+                else:
+                    c0 = vfma(u, vload(inp[r], cg), c0)
+                    c1 = vfma(u, vload(inp[r - 1], cg), c1)
+                    c2 = vfma(u, vload(inp[r - 2], cg), c2)
+                d1 = vfma(u, vload(out[r - 1], cg), d1)
+                d2 = vfma(u, vload(out[r - 2], cg), d2)
+            vstore(sums[0], cg, c0)
+            vstore(sums[1], cg, c1)
+            vstore(sums[2], cg, c2)
+            vstore(sums[3], cg, d1)
+            vstore(sums[4], cg, d2)
+            continue
+        for k in range(order + 1):
+            acc = zero
+            for t in range(length):
+                r = order + t
+                u = vload(us[t], cg)
+                if shared_input:
+                    acc = vfma(u, vsplat(us, xs[r - k]), acc)
+                else:
+                    acc = vfma(u, vload(inp[r - k], cg), acc)
+            vstore(sums[k], cg, acc)
+            if k == 0:
+                continue
+            acc = zero
+            for t in range(length):
+                acc = vfma(vload(us[t], cg), vload(out[order + t - k], cg), acc)
+            vstore(sums[order + k], cg, acc)
+
+
+# --------------------------------------------------------------------------
+# Forward.
+
+
+@numba.njit(parallel=True, **JIT)
+def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, y, zf, width, block):
+    n_channels, n_time = y.shape
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
+    n_blocks = (n_time + block - 1) // block
+    for tile in prange(tile_kind.shape[0]):
+        first = tile * width
+        n = min(width, n_channels - first)
+        shared_input = tile_kind[tile] == SHARED
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
+        signals = np.zeros((n_sections + 1, order + block, width), y.dtype)
+        shared = np.zeros(order + block, y.dtype)
+        for j in range(n_blocks):
+            t0 = j * block
+            length = min(block, n_time - t0)
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
+            block_to_rows(signals[n_sections], order, y, lane_channel, first, n, t0, length)
+            if j < n_blocks - 1:
+                shift_history(signals, shared, length, order)
+        # zf from the last ``order`` samples: rows order + (T + i - k) - t0 of the
+        # last block's buffers, history rows included (zero for t < 0).
+        t0 = max(0, n_blocks - 1) * block
+        for c in range(n):
+            p = lane_channel[first + c]
+            for s in range(n_sections):
+                for i in range(order):
+                    acc = 0.0
+                    for k in range(i + 1, order + 1):
+                        r = order + n_time + i - k - t0
+                        acc += bn[s, k, c] * input_value(signals, shared, shared_input, s, r, c)
+                        acc -= an[s, k, c] * signals[s + 1, r, c]
+                    if n_time + i < order:
+                        acc += z[s, n_time + i, c]
+                    zf[p, s, i] = acc
+
+
+# --------------------------------------------------------------------------
+# Backward.
+
+
+@numba.njit(parallel=True, **JIT)
+def backward(
+    grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind,
+    b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block,
+):
+    n_channels, n_time = grad_y.shape
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
+    n_blocks = (n_time + block - 1) // block
+    dtype = grad_y.dtype
+    group = group_width(grad_y.itemsize)
+    for tile in prange(tile_kind.shape[0]):
+        first = tile * width
+        n = min(width, n_channels - first)
+        kind = tile_kind[tile]
+        shared_input = kind == SHARED
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
+        signals = np.zeros((n_sections + 1, order + block, width), dtype)
+        shared = np.zeros(order + block, dtype)
+
+        # Pass 1: the forward again, keeping each block's starting history.
+        # (Recomputing a block costs less than reading the output back.)
+        hist = np.zeros((n_blocks, n_sections + 1, max(order, 1), width), dtype)
+        hist_shared = np.zeros((n_blocks, max(order, 1)), dtype)
+        for j in range(n_blocks - 1):
+            for h in range(order):
+                hist_shared[j, h] = shared[h]
+                for s in range(n_sections + 1):
+                    hist[j, s, h, :] = signals[s, h, :]
+            t0 = j * block
+            length = min(block, n_time - t0)
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
+            shift_history(signals, shared, length, order)
+        for h in range(order if n_blocks else 0):
+            hist_shared[n_blocks - 1, h] = shared[h]
+            for s in range(n_sections + 1):
+                hist[n_blocks - 1, s, h, :] = signals[s, h, :]
+
+        # Pass 2: blocks backwards. u[s] rows [0, length) hold the adjoint of
+        # section s's all-pole input over the block, rows [length, length +
+        # order) that of the next ``order`` samples (zero past the end).
+        u = np.zeros((n_sections, block + order, width), dtype)
+        g = np.zeros((block, width), dtype)
+        g_in = np.zeros((block, width), dtype)
+        lane_sum = np.zeros((block, group), dtype)
+        x_adjoint = np.zeros(block, dtype)
+        sums = np.zeros((2 * order + 1, width), dtype)
+        gbn = np.zeros((n_sections, order + 1, width), np.float64)
+        gan = np.zeros((n_sections, order + 1, width), np.float64)
+        gz = np.zeros((n_sections, max(order, 1), width), np.float64)
+        for jj in range(n_blocks):
+            j = n_blocks - 1 - jj
+            t0 = j * block
+            length = min(block, n_time - t0)
+            for h in range(order):
+                shared[h] = hist_shared[j, h]
+                for s in range(n_sections + 1):
+                    signals[s, h, :] = hist[j, s, h, :]
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
+            rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
+
+            near_end = t0 + length > n_time - order
+            for ss in range(n_sections):
+                s = n_sections - 1 - ss
+                us = u[s]
+                out = signals[s + 1]
+                sum_lanes = s == 0 and shared_input
+                # A gradient on zf, zf[i] = sum_{k>i} b_k in[T+i-k] - a_k out[T+i-k],
+                # reaches the samples T+i-k of this block.
+                if near_end:
+                    for c in range(n):
+                        p = lane_channel[first + c]
+                        for i in range(order):
+                            gzf = grad_zf[p, s, i]
+                            for k in range(i + 1, order + 1):
+                                r = n_time + i - k - t0
+                                if 0 <= r < length:
+                                    g[r, c] -= an[s, k, c] * gzf
+                                    gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
+                                    gan[s, k, c] -= gzf * out[order + r, c]
+                adjoint_section(us, g, g_in, lane_sum, sum_lanes, bn[s], an[s], length, order, n)
+                coefficient_sums(us, signals[s], shared, sum_lanes, out, sums, length, order, n)
+                for c in range(n):
+                    for k in range(order + 1):
+                        gbn[s, k, c] += sums[k, c]
+                    for k in range(1, order + 1):
+                        gan[s, k, c] -= sums[order + k, c]
+                for t in range(min(length, max(0, order - t0))):
+                    for c in range(n):
+                        gz[s, t0 + t, c] += us[t, c]
+                if sum_lanes:
+                    for t in range(length):
+                        x_adjoint[t] = vsum(vload(lane_sum[t], 0))
+                if near_end:
+                    for c in range(n):
+                        p = lane_channel[first + c]
+                        for i in range(order):
+                            gzf = grad_zf[p, s, i]
+                            for k in range(i + 1, order + 1):
+                                r = n_time + i - k - t0
+                                if 0 <= r < length:
+                                    if sum_lanes:
+                                        x_adjoint[r] += bn[s, k, c] * gzf
+                                    else:
+                                        g_in[r, c] += bn[s, k, c] * gzf
+                g, g_in = g_in, g
+                # The adjoint of the next ``order`` samples, for the block before.
+                if j > 0:
+                    for h in range(order):
+                        us[block + h, :] = us[h, :]
+
+            # The adjoint of each lane's input: lanes of one run (same input
+            # row, same tile) are summed into that run's partial row.
+            if shared_input:
+                dst = grad_x_part[lane_part[first]]
+                for t in range(length):
+                    dst[t0 + t] = x_adjoint[t]
+            elif kind == DISTINCT:
+                block_to_rows(g, 0, grad_x_part, lane_part, first, n, t0, length)
+            else:
+                for c in range(n):
+                    lane = first + c
+                    dst = grad_x_part[lane_part[lane]]
+                    if lane_run_start[lane]:
+                        for t in range(length):
+                            dst[t0 + t] = g[t, c]
+                    else:
+                        for t in range(length):
+                            dst[t0 + t] += g[t, c]
+
+        # zf[i] also holds zi[T + i] when the signal is shorter than the state.
+        for c in range(n):
+            p = lane_channel[first + c]
+            for s in range(n_sections):
+                for i in range(order):
+                    if n_time + i < order:
+                        gz[s, n_time + i, c] += grad_zf[p, s, i]
+        # Gradients of the raw coefficients from those of b / a0 and a / a0.
+        for c in range(n):
+            p = lane_channel[first + c]
+            for s in range(n_sections):
+                a0 = a[p, s, 0]
+                ga0 = 0.0
+                for k in range(order + 1):
+                    grad_b[p, s, k] = gbn[s, k, c] / a0
+                    ga0 -= gbn[s, k, c] * bn[s, k, c]
+                    if k > 0:
+                        grad_a[p, s, k] = gan[s, k, c] / a0
+                        ga0 -= gan[s, k, c] * an[s, k, c]
+                grad_a[p, s, 0] = ga0 / a0
+                for k in range(order):
+                    grad_zi[p, s, k] = gz[s, k, c]

@@ -1,0 +1,117 @@
+"""numba kernel that filters and takes frame energies in one pass, never writing the band signals.
+
+    energy[p] = frame_energy(iir_cascade(x, ...)[0][p] masked past limits[p], window, hop, offset, n_frames)
+
+The cascade runs tile by tile as in ``_cascade.py``, and each block of its
+output is reduced to frame energies while still in cache (the polyphase
+block kernels of ``_frames.py``), so the (channels, time) band signals are
+never stored. Samples at or past ``limits[p]`` count as zero (a zero-padded
+batch).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._simd import group_width, vabs, vfma, vload, vmul, vsplat, vstore
+from ._tiles import JIT, SHARED, load_coefficients, load_input, run_sections, shift_history
+
+__all__ = ["forward"]
+
+
+@numba.njit(**JIT)
+def flush(sums, energy, lane_channel, first, n, frame, n_frames):
+    # energy[channel of lane c, frame - k] += sums[k, c] for the frames that exist.
+    for k in range(3):
+        f = frame - k
+        if 0 <= f < n_frames:
+            for c in range(n):
+                energy[lane_channel[first + c], f] += sums[k, c]
+        sums[k, :] = 0
+
+
+@numba.njit(**JIT)
+def accumulate(out, row, length, n, kernels, square, phase, sums):
+    """Add rows [row, row + length) of the block (samples at hop phases phase + [0, length)) to sums.
+
+    All lanes valid: the three running sums of a lane group stay in vector
+    registers over the whole stretch.
+    """
+    group = group_width(out.itemsize)
+    for cg in range(0, n, group):
+        a0 = vload(sums[0], cg)
+        a1 = vload(sums[1], cg)
+        a2 = vload(sums[2], cg)
+        for t in range(length):
+            v = vload(out[row + t], cg)
+            e = vmul(v, v) if square else vabs(v)
+            r = phase + t
+            a0 = vfma(vsplat(out, kernels[0, r]), e, a0)
+            a1 = vfma(vsplat(out, kernels[1, r]), e, a1)
+            a2 = vfma(vsplat(out, kernels[2, r]), e, a2)
+        vstore(sums[0], cg, a0)
+        vstore(sums[1], cg, a1)
+        vstore(sums[2], cg, a2)
+
+
+@numba.njit(**JIT)
+def accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, limit):
+    """As ``_accumulate`` (rows from ``row``, samples from time ``t0``), counting lane c's samples at or past
+    ``limit[c]`` as zero (the padded tail)."""
+    for t in range(length):
+        now = t0 + t
+        w0, w1, w2 = kernels[0, phase + t], kernels[1, phase + t], kernels[2, phase + t]
+        for c in range(n):
+            v = out[row + t, c]
+            e = (v * v if square else abs(v)) if now < limit[c] else v - v
+            sums[0, c] += w0 * e
+            sums[1, c] += w1 * e
+            sums[2, c] += w2 * e
+
+
+@numba.njit(parallel=True, **JIT)
+def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, square, limits, energy, width, block):
+    n_channels = energy.shape[0]
+    n_frames = energy.shape[1]
+    n_time = x.shape[1]
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
+    hop = kernels.shape[1]
+    n_blocks = (n_time + block - 1) // block
+    for tile in prange(tile_kind.shape[0]):
+        first = tile * width
+        n = min(width, n_channels - first)
+        shared_input = tile_kind[tile] == SHARED
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
+        signals = np.zeros((n_sections + 1, order + block, width), x.dtype)
+        shared = np.zeros(order + block, x.dtype)
+        limit = np.zeros(width, np.int64)
+        all_valid = n_time  # samples before which every lane of the tile is real
+        for c in range(n):
+            limit[c] = limits[lane_channel[first + c]]
+            all_valid = min(all_valid, limit[c])
+        # The running sums of the three frames the current hop block feeds.
+        sums = np.zeros((3, width), x.dtype)
+        out = signals[n_sections]
+        for j in range(n_blocks):
+            t0 = j * block
+            length = min(block, n_time - t0)
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
+            # Walk the block in stretches that end at hop boundaries.
+            t = 0
+            while t < length:
+                now = t0 + t
+                phase = now % hop
+                stretch = min(length - t, hop - phase)
+                if now + stretch <= all_valid:
+                    accumulate(out, order + t, stretch, n, kernels, square, phase, sums)
+                else:
+                    accumulate_limited(out, order + t, now, stretch, n, kernels, square, phase, sums, limit)
+                t += stretch
+                if phase + stretch == hop or now + stretch == n_time:
+                    flush(sums, energy, lane_channel, first, n, now // hop - d_first, n_frames)
+            if j < n_blocks - 1:
+                shift_history(signals, shared, length, order)

@@ -1,0 +1,265 @@
+"""The tile machinery the numba CPU kernels share: lanes, tiles, time blocks and one section's recurrence.
+
+The design document (docs/design.md, "CPU kernels") describes the layout:
+
+* **Lanes, groups and tiles.** Channels are sorted by the input row they read
+  and cut into tiles of up to ``LANE_WIDTH`` lanes; one thread runs one tile.
+  Within a tile, lanes are processed in groups of 16 float32 (8 float64): one
+  lane vector (``_simd.py``) per group, so a time step is a handful of vector
+  FMAs whose coefficients and state stay in registers, while each lane's
+  recurrence stays sequential in time. A tile whose lanes all read one row (a
+  filterbank over one signal) reads that row once, as a scalar stream.
+* **Time blocks.** Time is walked in blocks of ``block`` samples held in
+  time-major buffers of shape ``(order + block, width)``; rows ``[0, order)``
+  are the history carried from the previous block. Every section of a cascade
+  runs in cache and the output is written once, by transposing 8x8 (float32)
+  or 4x4 (float64) squares in registers and streaming whole cache lines to
+  the output rows.
+* **FIR and all-pole fused.** ``y[t] = sum_k b_k in[t-k] - sum_{k>=1} a_k y[t-k]``
+  is one pass per section. The TDF-II initial state enters as
+  ``y[t] += zi[t]`` for ``t < order``.
+
+Loops count upwards: a numba ``range`` with a negative step hides the
+direction from LLVM, whose alias checks then fail and leave loops scalar.
+numba's cache keys each kernel on its own file only: after changing this
+file, clear the cached kernels (the ``*.nbi``/``*.nbc`` files in
+``__pycache__`` or ``NUMBA_CACHE_DIR``) of the files that use it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._simd import block_from_rows, group_width, rows_from_block, vadd, vector_width, vfma, vfnma, vload, vmul, vsplat, vstore
+
+__all__ = [
+    "JIT", "LANE_WIDTH", "BLOCK", "MIXED", "SHARED", "DISTINCT", "rows_to_block", "block_to_rows",
+    "load_coefficients", "section", "run_sections", "shift_history", "load_input", "input_value", "plan",
+    "tile_width", "block_length",
+]
+
+# FMA contraction is the only relaxation: no reassociation, so each
+# recurrence is evaluated in the order written.
+JIT = dict(nogil=True, cache=True, fastmath={"contract"}, boundscheck=False)
+
+# Lanes per tile (at most): four float32 lane groups, or four float64 ones.
+LANE_WIDTH = {4: 64, 8: 32}
+# Samples per time block: the backward's buffers for a biquad tile stay in L2.
+BLOCK = 128
+# Tile kinds: how the lanes of a tile map to input rows.
+MIXED, SHARED, DISTINCT = 0, 1, 2
+
+
+# --------------------------------------------------------------------------
+# Moving data between channel rows and time-major tile buffers.
+
+
+@numba.njit(**JIT)
+def rows_to_block(src, row_ids, first, n, t0, length, buffer, r0):
+    """``buffer[r0 + t, c] = src[row_ids[first + c], t0 + t]``."""
+    v = vector_width(buffer.itemsize)
+    n_vec = n - n % v
+    l_vec = length - length % v
+    for cv in range(0, n_vec, v):
+        for tv in range(0, l_vec, v):
+            block_from_rows(buffer, r0 + tv, cv, src, row_ids, first + cv, t0 + tv)
+        for c in range(cv, cv + v):
+            row = src[row_ids[first + c]]
+            for t in range(l_vec, length):
+                buffer[r0 + t, c] = row[t0 + t]
+    for c in range(n_vec, n):
+        row = src[row_ids[first + c]]
+        for t in range(length):
+            buffer[r0 + t, c] = row[t0 + t]
+
+
+@numba.njit(**JIT)
+def block_to_rows(buffer, r0, dst, row_ids, first, n, t0, length):
+    """``dst[row_ids[first + c], t0 + t] = buffer[r0 + t, c]``.
+
+    Each group of ``v`` rows is written in time order, one 64-byte line per row
+    at a time, so the streaming stores fill whole cache lines (measured: half
+    lines, or rows visited in another order, run several times slower).
+    """
+    v = vector_width(buffer.itemsize)
+    line = 2 * v
+    n_vec = n - n % v
+    l_vec = length - length % line
+    for cv in range(0, n_vec, v):
+        for tv in range(0, l_vec, line):
+            rows_from_block(buffer, r0 + tv, cv, dst, row_ids, first + cv, t0 + tv)
+        for c in range(cv, cv + v):
+            row = dst[row_ids[first + c]]
+            for t in range(l_vec, length):
+                row[t0 + t] = buffer[r0 + t, c]
+    for c in range(n_vec, n):
+        row = dst[row_ids[first + c]]
+        for t in range(length):
+            row[t0 + t] = buffer[r0 + t, c]
+
+
+@numba.njit(**JIT)
+def load_coefficients(b, a, zi, lane_channel, first, n, width):
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
+    dtype = b.dtype
+    # Normalised by a0, lanes last. Lanes past n keep zero coefficients, so
+    # the padding lanes of the last group compute zeros.
+    bn = np.zeros((n_sections, order + 1, width), dtype)
+    an = np.zeros((n_sections, order + 1, width), dtype)
+    z = np.zeros((n_sections, max(order, 1), width), dtype)
+    for c in range(n):
+        p = lane_channel[first + c]
+        for s in range(n_sections):
+            a0 = a[p, s, 0]
+            for k in range(order + 1):
+                bn[s, k, c] = b[p, s, k] / a0
+                an[s, k, c] = a[p, s, k] / a0
+            for k in range(order):
+                z[s, k, c] = zi[p, s, k]
+    return bn, an, z
+
+
+# --------------------------------------------------------------------------
+# One section over one block, every lane group.
+
+
+@numba.njit(**JIT)
+def section(inp, xs, shared_input, out, bs, as_, zs, t0, length, order, n):
+    """``out[r] = sum_k b_k in[r-k] - sum_{k>=1} a_k out[r-k]`` for r in [order, order + length).
+
+    ``inp``, ``out``: (order + block, width); ``xs``: (order + block,), the
+    shared input used instead of ``inp`` when ``shared_input``.
+    """
+    group = group_width(out.itemsize)
+    for cg in range(0, n, group):
+        if order == 2:
+            b0, b1, b2 = vload(bs[0], cg), vload(bs[1], cg), vload(bs[2], cg)
+            a1, a2 = vload(as_[1], cg), vload(as_[2], cg)
+            y1, y2 = vload(out[1], cg), vload(out[0], cg)
+            if shared_input:
+                x1, x2 = xs[1], xs[0]
+                for t in range(length):
+                    x0 = xs[2 + t]
+                    v = vfma(b0, vsplat(out, x0), vfma(b1, vsplat(out, x1), vmul(b2, vsplat(out, x2))))
+                    v = vfnma(a1, y1, vfnma(a2, y2, v))
+                    if t0 + t < 2:
+                        v = vadd(v, vload(zs[t0 + t], cg))
+                    vstore(out[2 + t], cg, v)
+                    y2, y1, x2, x1 = y1, v, x1, x0
+            else:
+                x1, x2 = vload(inp[1], cg), vload(inp[0], cg)
+                for t in range(length):
+                    x0 = vload(inp[2 + t], cg)
+                    v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
+                    v = vfnma(a1, y1, vfnma(a2, y2, v))
+                    if t0 + t < 2:
+                        v = vadd(v, vload(zs[t0 + t], cg))
+                    vstore(out[2 + t], cg, v)
+                    y2, y1, x2, x1 = y1, v, x1, x0
+            continue
+        for t in range(length):
+            r = order + t
+            if shared_input:
+                v = vmul(vload(bs[0], cg), vsplat(out, xs[r]))
+            else:
+                v = vmul(vload(bs[0], cg), vload(inp[r], cg))
+            for k in range(1, order + 1):
+                if shared_input:
+                    v = vfma(vload(bs[k], cg), vsplat(out, xs[r - k]), v)
+                else:
+                    v = vfma(vload(bs[k], cg), vload(inp[r - k], cg), v)
+                v = vfnma(vload(as_[k], cg), vload(out[r - k], cg), v)
+            if t0 + t < order:
+                v = vadd(v, vload(zs[t0 + t], cg))
+            vstore(out[r], cg, v)
+
+
+@numba.njit(inline="always", **JIT)
+def run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n):
+    for s in range(bn.shape[0]):
+        section(signals[s], shared, shared_input and s == 0, signals[s + 1],
+                 bn[s], an[s], z[s], t0, length, order, n)
+
+
+@numba.njit(inline="always", **JIT)
+def shift_history(signals, shared, length, order):
+    # Rows [length, length + order) become the history rows [0, order). A short
+    # block (length < order) overlaps them; copying upwards is still safe.
+    for h in range(order):
+        shared[h] = shared[length + h]
+        for s in range(signals.shape[0]):
+            signals[s, h, :] = signals[s, length + h, :]
+
+
+@numba.njit(inline="always", **JIT)
+def load_input(x, lane_row, first, n, shared_input, t0, length, order, signal0, shared):
+    if shared_input:
+        src = x[lane_row[first]]
+        for t in range(length):
+            shared[order + t] = src[t0 + t]
+    else:
+        rows_to_block(x, lane_row, first, n, t0, length, signal0, order)
+
+
+@numba.njit(inline="always", **JIT)
+def input_value(signals, shared, shared_input, s, r, c):
+    if s == 0 and shared_input:
+        return shared[r]
+    return signals[s, r, c]
+
+
+# --------------------------------------------------------------------------
+# Plans: how channels map to lanes and tiles.
+
+
+_PLANS: dict = {}
+
+
+def plan(x_index: np.ndarray, width: int):
+    """``_make_plan``, remembered for the last few layouts (streaming asks for the same one every block)."""
+    key = (x_index.tobytes(), width)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 32:
+            _PLANS.pop(next(iter(_PLANS)))
+        plan = _PLANS[key] = _make_plan(x_index, width)
+    return plan
+
+
+def _make_plan(x_index: np.ndarray, width: int):
+    """Sort channels by input row; describe tiles and runs of shared rows.
+
+    Returns per lane (sorted order): the channel, its input row, its partial
+    row (one per run of equal rows within a tile) and whether it starts a run;
+    per run: its input row; per tile: its kind (mixed, shared or distinct).
+    """
+    n_channels = x_index.shape[0]
+    lane_channel = np.argsort(x_index, kind="stable").astype(np.int64)
+    lane_row = np.ascontiguousarray(x_index[lane_channel], dtype=np.int64)
+    lanes = np.arange(n_channels)
+    run_start = lanes % width == 0
+    run_start[1:] |= lane_row[1:] != lane_row[:-1]
+    lane_part = (np.cumsum(run_start) - 1).astype(np.int64)
+    part_row = lane_row[run_start]
+    tile_starts = np.arange(0, n_channels, width)
+    runs_per_tile = np.add.reduceat(run_start.astype(np.int64), tile_starts)
+    lanes_per_tile = np.minimum(width, n_channels - tile_starts)
+    tile_kind = np.full(tile_starts.shape, MIXED, np.uint8)
+    tile_kind[runs_per_tile == lanes_per_tile] = DISTINCT
+    tile_kind[runs_per_tile == 1] = SHARED
+    return lane_channel, lane_row, lane_part, run_start.astype(np.uint8), part_row, tile_kind
+
+
+def tile_width(n_channels: int, itemsize: int) -> int:
+    """Lanes per tile: full tiles, or fewer so that every thread gets one."""
+    group = 64 // itemsize
+    per_thread = -(-n_channels // max(1, numba.get_num_threads()))
+    return min(LANE_WIDTH[itemsize], max(group, -(-per_thread // group) * group))
+
+
+def block_length(order: int) -> int:
+    """Samples per time block: ``BLOCK``, or more for orders above 16 (whole lane groups of history)."""
+    return max(BLOCK, -(-order // 16) * 16)
+

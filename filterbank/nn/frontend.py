@@ -1,0 +1,204 @@
+"""The raw-waveform front-end: filterbank -> energy -> smoothing -> decimation -> compression."""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import _checks, features
+from ..streaming import State
+from ._parametrise import learned, parameter_or_buffer
+from .filterbanks import BiquadFilterbank, Filterbank
+
+__all__ = ["FrontEnd"]
+
+_PCEN = ("smooth", "alpha", "delta", "root")
+_STATE_KEYS = ("filterbank", "bands", "samples", "frames", "pcen")
+
+
+class FrontEnd(nn.Module):
+    """Raw-waveform front-end: filterbank -> energy -> smoothing -> decimation -> compression.
+
+    A drop-in for ``torchaudio.transforms.MelSpectrogram`` in a model: the
+    same output layout ``(..., n_filters, frames)`` with ``frames = 1 + time //
+    hop_length``, computed by learnable filters instead of an STFT. The
+    filtering and the frame energies are ``filterbank.features.band_energy``
+    (one fused pass in CPU inference), the compression
+    ``filterbank.features``' ``log_compress``, ``power_compress`` or ``pcen``.
+
+    Args:
+        n_filters: bands (ignored when ``filterbank`` is given).
+        sample_rate: Hz.
+        hop_length: samples between frames.
+        filterbank: a filterbank module (a ``filterbank.nn.Filterbank``, or
+            any module with ``n_filters`` and ``sample_rate`` that maps
+            (..., time) to (..., n_filters, time)); default a
+            :class:`BiquadFilterbank` of band-passes on the mel scale with
+            learnable frequencies and Q. Its own ``learn`` says what of it is learnt.
+        energy: ``"square"`` or ``"abs"`` (see ``features.frame_energy``).
+        window: ``"hann"`` (2 x hop, the default) or ``"box"``: the smoothing low-pass.
+        compression: ``"log"``, ``"power"``, ``"pcen"`` or None.
+        floor: added before log/power, and PCEN's epsilon.
+        power: exponent of ``"power"``.
+        learn: which of PCEN's per-filter parameters ``"smooth"``,
+            ``"alpha"``, ``"delta"``, ``"root"`` are learnt (default: all of
+            them with ``compression="pcen"``; other compressions have none).
+        learn_pcen: deprecated; ``learn_pcen=False`` is ``learn=()``.
+        dtype: of the parameters and the smoothing window.
+
+    Shapes: x (time), (batch, time) or (batch, channels, time) ->
+    (n_filters, frames), (batch, n_filters, frames), (batch, channels, n_filters, frames).
+
+    Example:
+        >>> front_end = FrontEnd(n_filters=64, sample_rate=16000, hop_length=160)
+        >>> front_end(torch.randn(8, 16000)).shape
+        torch.Size([8, 64, 101])
+    """
+
+    LEARNABLE = _PCEN
+
+    def __init__(
+        self, n_filters: int = 64, sample_rate: float = 16000, hop_length: int = 160,
+        filterbank: Optional[nn.Module] = None, energy: str = "square", window: str = "hann",
+        compression: Optional[str] = "log", floor: float = 1e-6, power: float = 0.3,
+        learn: Optional[Iterable[str]] = None, learn_pcen: Optional[bool] = None, dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.sample_rate = _checks.sample_rate(sample_rate)
+        self.hop_length = _checks.integer("hop_length", hop_length, 1)
+        self.energy = _checks.choice("energy", energy, features.ENERGIES)
+        self.compression = _checks.choice("compression", compression, features.COMPRESSIONS + (None,))
+        self.floor = _checks.number("floor", floor, 0.0)
+        self.power = _checks.number("power", power, 0.0, 1.0, closed=(False, True))
+        if filterbank is None:
+            filterbank = BiquadFilterbank(n_filters, self.sample_rate, dtype=dtype)
+        elif getattr(filterbank, "sample_rate", self.sample_rate) != self.sample_rate:
+            raise ValueError(f"the filterbank's sample_rate ({filterbank.sample_rate:g}) differs from the front-end's "
+                             f"({self.sample_rate:g})")
+        self.filterbank = filterbank
+        pcen = compression == "pcen"
+        learn = learned(type(self).__name__, _PCEN if learn is None and pcen else (learn or ()), _PCEN,
+                        "learn_pcen", learn_pcen, _PCEN if pcen else ())
+        if learn and not pcen:
+            raise ValueError(f"compression {compression!r} has nothing to learn; got learn={sorted(learn)} "
+                             "(PCEN's parameters are learnt with compression='pcen')")
+        self.register_buffer("window", features.smoothing_window(self.hop_length, kind=window, dtype=dtype))
+        if pcen:
+            # Initial values of Wang et al. (2017) and LEAF: alpha 0.96, delta
+            # 2, root 0.5; smoothing over about 25 frames.
+            init = {"smooth": torch.logit(torch.tensor(0.04)), "alpha": torch.logit(torch.tensor(0.96)),
+                    "delta": torch.log(torch.tensor(2.0)), "root": torch.logit(torch.tensor(0.5))}
+            for name, value in init.items():
+                parameter_or_buffer(self, f"raw_{name}", torch.full((self.n_filters,), float(value), dtype=dtype),
+                                    name in learn)
+
+    @property
+    def n_filters(self) -> int:
+        return self.filterbank.n_filters
+
+    def pcen_parameters(self) -> dict[str, Tensor]:
+        """PCEN's (n_filters,) parameters, constrained: smooth and alpha in (0, 1), delta > 0, root in (0, 1)."""
+        return {"smooth": torch.sigmoid(self.raw_smooth), "alpha": torch.sigmoid(self.raw_alpha),
+                "delta": torch.exp(self.raw_delta), "root": torch.sigmoid(self.raw_root)}
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length).
+
+        Args:
+            x: (time), (batch, time) or (batch, channels, time) signals.
+            lengths: for a zero-padded batch, (batch,) integers: the samples of
+                each signal ``x[i]`` (shape (batch, time) or (batch, channels,
+                time)) that are real. Frames ``:1 + lengths[i] // hop_length``
+                of ``out[i]`` then equal the features of ``x[i, ..., :lengths[i]]``
+                alone (the filters' ringing past the end is not counted), and
+                later frames are zero.
+        """
+        _checks.module_input(x)
+        if lengths is not None:
+            lengths = _checks.lengths(lengths, x)
+        if isinstance(self.filterbank, Filterbank):
+            energy = features.band_energy(self.filterbank.sos(), x, self.hop_length, energy=self.energy,
+                                          window=self.window, lengths=lengths)
+        else:
+            bands = self.filterbank(x)                  # (..., n_filters, time)
+            if lengths is not None:
+                bands = features.zero_after(bands, lengths)
+            energy = features.frame_energy(bands, self.hop_length, energy=self.energy, window=self.window)
+        out = self._compress(energy, None)[0]
+        if lengths is None:
+            return out
+        return features.zero_after(out, 1 + lengths // self.hop_length)
+
+    def _compress(self, energy: Tensor, pcen_state: Optional[Tensor]):
+        if self.compression == "log":
+            return features.log_compress(energy, self.floor), None
+        if self.compression == "power":
+            return features.power_compress(energy, self.power, self.floor), None
+        if self.compression == "pcen":
+            if energy.shape[-1] == 0:
+                return energy, pcen_state
+            return features.pcen(energy, floor=self.floor, zi=pcen_state, **self.pcen_parameters())
+        return energy, None
+
+    def _frames(self, buffer: Tensor, n_frames: int) -> Tensor:
+        """Frames whose windows start at buffer[..., 0], buffer[..., hop], ...: (..., n_frames)."""
+        return features.frame_energy(buffer, self.hop_length, energy=self.energy, window=self.window, offset=0,
+                                     n_frames=n_frames)
+
+    def stream(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """Features of the next chunk of a signal, continuing from ``state``.
+
+        Emits every frame whose smoothing window lies within the samples seen
+        so far; :meth:`finish` emits the rest at the end. Over any chunking,
+        the streamed frames followed by ``finish`` equal :meth:`forward` on
+        the whole signal.
+
+        Args:
+            x: (time), (batch, time) or (batch, channels, time): the next samples.
+            state: what the previous call returned; None means the start of a signal.
+
+        Returns:
+            ``(features, state)``: (..., n_filters, frames emitted now).
+        """
+        _checks.module_input(x)
+        offset, length, hop = self.window.shape[0] // 2, self.window.shape[0], self.hop_length
+        owner = type(self).__name__
+        if state is None:
+            filterbank_state, pcen_state, samples, frames = None, None, 0, 0
+            buffer = torch.zeros(x.shape[:-1] + (self.n_filters, offset), dtype=self.window.dtype, device=x.device)
+        else:
+            _checks.state(owner, state, _STATE_KEYS)
+            filterbank_state, pcen_state = state["filterbank"], state["pcen"]
+            samples, frames = int(state["samples"]), int(state["frames"])
+            shape = x.shape[:-1] + (self.n_filters, samples + offset - frames * hop)
+            buffer = _checks.state_entry(owner, "bands", state["bands"], shape, self.window.dtype, x.device)
+            if pcen_state is not None:
+                _checks.state_entry(owner, "pcen", pcen_state, x.shape[:-1] + (self.n_filters, 1), self.window.dtype,
+                                    x.device)
+        bands, filterbank_state = self.filterbank.stream(x, filterbank_state)
+        buffer = torch.cat([buffer, bands], dim=-1)
+        samples += x.shape[-1]
+        # Frames f with f * hop - offset + length <= samples are complete.
+        complete = (samples + offset - length) // hop + 1 if samples + offset >= length else 0
+        n_new = max(0, complete - frames)
+        energy = self._frames(buffer, n_new)
+        out, pcen_state = self._compress(energy, pcen_state)
+        state = State(filterbank=filterbank_state, bands=buffer[..., n_new * hop :], samples=samples,
+                      frames=frames + n_new, pcen=pcen_state)
+        return out, state
+
+    def finish(self, state: State) -> Tensor:
+        """The last frames of a streamed signal (windows reaching past its end, zero there).
+
+        Returns:
+            (..., n_filters, 1 + samples // hop_length - frames emitted so far).
+        """
+        _checks.state(type(self).__name__, state, _STATE_KEYS)
+        remaining = 1 + int(state["samples"]) // self.hop_length - int(state["frames"])
+        energy = self._frames(state["bands"], remaining)
+        return self._compress(energy, state["pcen"])[0]
+
+    def extra_repr(self) -> str:
+        return f"hop_length={self.hop_length}, energy={self.energy!r}, compression={self.compression!r}"
