@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +76,7 @@ def output_cache_off():
     """Turn off the recycling of freed CPU outputs (``FILTERBANK_CPU_CACHE_MB=0``) for a while."""
     limit = _memory._CACHE_LIMIT
     _memory._CACHE_LIMIT = 0
-    _memory.release_cached()
+    _memory.empty_cache()
     try:
         yield
     finally:
@@ -193,7 +192,7 @@ def main(argv=None) -> dict:
     row("filterbank forward+backward", forward_backward, args.repeat, group="forward+backward")
 
     # Peak memory from a cold start: no recycled buffer already resident.
-    _memory.release_cached()
+    _memory.empty_cache()
     peak = {"filterbank forward+backward": peak_memory_bytes(forward_backward, device)}
 
     # Peers.

@@ -1,7 +1,7 @@
 // CUDA kernels behind filterbank::iir_cascade: one IIR section per channel by
 // a time-parallel chunked scan, and the fused reductions of the backward.
 //
-// The scan (../shared/DESIGN.md, "Time-parallel scan"). A section's state is
+// The scan (docs/design.md, "Time-parallel scan (GPU)"). A section's state is
 // its output history s = (y[t-1], ..., y[t-K]); with no input it evolves as
 // s' = A s (A the companion matrix of a). Time is cut into chunks of
 // kChunk samples, one per thread, and chunks into tiles of kThreads chunks,

@@ -1,7 +1,7 @@
 // Parameters and launchers of the CUDA kernels behind filterbank::iir_cascade.
 //
 // One IIR section of order K per channel, run by a time-parallel chunked scan
-// (../shared/DESIGN.md, "Time-parallel scan"), and the fused reductions of
+// (docs/design.md, "Time-parallel scan (GPU)"), and the fused reductions of
 // the backward. The binding (binding.cpp) checks arguments, guards the device
 // and passes the current stream; the kernels (iir_scan.cu) assume valid input.
 #pragma once

@@ -5,27 +5,31 @@ Contents, from the top:
 * ``filterbank.functional`` - :func:`lfilter`, :func:`sosfilt`, zero-phase
   :func:`filtfilt`/:func:`sosfiltfilt` and the state helpers :func:`lfilter_zi`,
   :func:`sosfilt_zi`, :func:`lfiltic` (re-exported here).
-* ``filterbank.design`` - differentiable filter design: RBJ biquads, Butterworth/
-  Chebyshev sections, gammatone, frequency scales, ``freqz``/``sosfreqz``.
+* ``filterbank.design`` - differentiable filter design: frequency scales, RBJ
+  biquads, Butterworth/Chebyshev sections, gammatone, ``freqz``/``sosfreqz``.
 * ``filterbank.nn`` - learnable filterbanks and the raw-waveform ``FrontEnd``.
-* ``filterbank.features`` - frame energies and compression (log, power, PCEN).
+* ``filterbank.features`` - frame energies (of band signals, or of a bank's
+  bands in one pass) and compression (log, power, PCEN).
 * ``filterbank.plotting`` - ``plot_responses`` (needs matplotlib).
 * ``filterbank.streaming`` - the state protocol (``State``); ``filterbank.tbptt``
   - truncated backpropagation over long signals.
 * ``filterbank.resample`` - rational resampling (polyphase windowed sinc).
 * ``filterbank.compat.torchaudio`` - drop-ins for ``torchaudio.functional``'s filters.
 * ``filterbank.cli`` - the ``filterbank`` command (extract, filter, response, bench).
-* ``filterbank._ops`` - the ``torch.library`` custom ops every filter runs on.
-* ``filterbank.kernels`` - the kernels behind the ops: ``reference`` (pure
-  torch, the ground truth), ``cpu`` (numba), ``cuda`` (``csrc/``), ``frames``
-  (frame energies) and ``fused`` (filtering and frame energies in one pass).
+* :func:`empty_cache` - return the CPU output cache's free buffers to the system.
+
+Internals: ``filterbank._ops`` (the ``torch.library`` custom ops every filter
+runs on), ``filterbank.kernels`` (their kernels: ``reference``, ``cpu``,
+``cuda``), ``filterbank._checks`` (every argument check). docs/design.md in
+the repository describes the layers and the maths.
 """
 
-from . import design, features, nn, streaming, tbptt
+from . import design, features, nn, streaming, tbptt  # noqa: F401 (subpackages, as attributes)
 from .functional import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_zi, sosfiltfilt
+from .kernels._memory import empty_cache
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "__version__",
+    "lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic", "empty_cache", "__version__",
 ]

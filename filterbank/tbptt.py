@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Union
 
-import torch
 from torch import Tensor
 
 from . import _checks
@@ -64,7 +63,7 @@ def tbptt(
         after the last chunk, to continue with.
 
     Example:
-        >>> import filterbank
+        >>> import filterbank, torch
         >>> b = torch.tensor([0.2, 0.0, -0.2], requires_grad=True)
         >>> a = torch.tensor([1.0, -1.6, 0.8])
         >>> def step(y, index):

@@ -13,8 +13,6 @@ Tolerance table (one place; every comparison in the suite uses it):
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
 import torch

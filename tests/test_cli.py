@@ -26,7 +26,7 @@ def library_features(path: Path, n_filters=64, hop_length=160, compression="log"
     """What extract should write for one file, computed with the library directly: (channels?, n_filters, frames)."""
     audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if kind == "gammatone":
-        bank = GammatoneFilterbank(n_filters, rate, scale=scale, learn_frequency=False)
+        bank = GammatoneFilterbank(n_filters, rate, scale=scale, learn=())
     else:
         bank = BiquadFilterbank(n_filters, rate, kind=kind, scale=scale, learn=())
     front_end = FrontEnd(sample_rate=rate, hop_length=hop_length, filterbank=bank, compression=compression)

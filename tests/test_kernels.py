@@ -29,7 +29,7 @@ def backend(name):
         from filterbank.kernels import cpu
 
         return cpu, "cpu"
-    from filterbank.kernels import cuda  # the CUDA issue adds this module
+    from filterbank.kernels import cuda
 
     return cuda, "cuda"
 
@@ -163,7 +163,7 @@ def test_output_buffers(shape, dtype):
 
 @pytest.mark.skipif(not _memory._HUGE_PAGES, reason="no transparent huge pages on this system: large buffers come from torch.empty")
 def test_output_buffers_are_recycled_only_when_free(monkeypatch):
-    _memory.release_cached()
+    _memory.empty_cache()
     shape = (1024, 4096)  # 16 MiB of float32
     y = _memory.empty(shape, torch.float32)
     address = y.data_ptr()
@@ -178,7 +178,7 @@ def test_output_buffers_are_recycled_only_when_free(monkeypatch):
     assert _memory.empty((1024, 4097), torch.float32).data_ptr() != address
     # With the cache limit at zero nothing is kept.
     del again, other
-    _memory.release_cached()
+    _memory.empty_cache()
     monkeypatch.setattr(_memory, "_CACHE_LIMIT", 0)
     y = _memory.empty(shape, torch.float32)
     del y

@@ -173,6 +173,42 @@ def test_errors(make, error, message):
         make()
 
 
+@pytest.mark.parametrize("make, learnt, frozen", [
+    (lambda: nn.BiquadFilterbank(4, 16000, kind="peaking", learn=("gain",)), {"raw_gain"}, {"raw_frequency", "raw_q"}),
+    (lambda: nn.GammatoneFilterbank(4, 16000, learn=()), set(), {"raw_frequency"}),
+    (lambda: nn.IIRFilterbank(4, 16000, learn=("zeros", "gain")), {"numerator", "gain"}, {"raw_radius", "raw_angle"}),
+    (lambda: nn.IIRFilterbank(4, 16000), {"raw_radius", "raw_angle", "numerator", "gain"}, set()),
+    (lambda: nn.FrontEnd(n_filters=4, compression="pcen", learn=("alpha",), filterbank=nn.BiquadFilterbank(4, 16000,
+                                                                                                           learn=())),
+     {"raw_alpha"}, {"raw_smooth", "raw_delta", "raw_root"}),
+    (lambda: nn.FrontEnd(n_filters=4, compression="pcen"),
+     {"raw_smooth", "raw_alpha", "raw_delta", "raw_root", "filterbank.raw_frequency", "filterbank.raw_q"}, set()),
+])
+def test_learn_chooses_the_parameters_of_every_module(make, learnt, frozen):
+    module = make()
+    assert {name for name, _ in module.named_parameters()} == learnt
+    assert frozen <= {name for name, _ in module.named_buffers()}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.IIRFilterbank(4, 16000, learn=("radius",)), r"learn takes poles, zeros, gain; got \['radius'\]"),
+    (lambda: nn.FrontEnd(compression="log", learn=("alpha",)), r"compression 'log' has nothing to learn"),
+    (lambda: nn.GammatoneFilterbank(4, 16000, learn="frequency"), r"learn must be an iterable of names"),
+])
+def test_learn_rejects_what_a_module_does_not_have(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_old_learn_keywords_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match=r"learn_frequency=\.\.\.\) is deprecated.*learn=\('frequency',\)"):
+        bank = nn.GammatoneFilterbank(4, 16000, learn_frequency=False)
+    assert not list(bank.parameters())
+    with pytest.warns(DeprecationWarning, match=r"FrontEnd\(learn_pcen=\.\.\.\) is deprecated"):
+        front_end = nn.FrontEnd(n_filters=4, compression="pcen", learn_pcen=False)
+    assert {name for name, _ in front_end.named_parameters()} == {"filterbank.raw_frequency", "filterbank.raw_q"}
+
+
 def test_plot_responses_draws_every_filter(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")

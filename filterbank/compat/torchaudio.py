@@ -45,7 +45,8 @@ __all__ = [
 Number = Union[float, int, Tensor]
 
 
-def _check_coefficients(a_coeffs: Tensor, b_coeffs: Tensor) -> None:
+def _torchaudio_coefficient_rule(a_coeffs: Tensor, b_coeffs: Tensor) -> None:
+    """torchaudio's own rule and messages (scripts match on them); filterbank's checks follow in ``lfilter``."""
     if a_coeffs.size() != b_coeffs.size():
         raise ValueError("Expected coeffs to be the same size. "
                          f"Found: a_coeffs size: {a_coeffs.size()}, b_coeffs size: {b_coeffs.size()}")
@@ -67,7 +68,7 @@ def lfilter(waveform: Tensor, a_coeffs: Tensor, b_coeffs: Tensor, clamp: bool = 
     Returns:
         (..., time) for 1-D coefficients; (..., num_filters, time) for 2-D.
     """
-    _check_coefficients(a_coeffs, b_coeffs)
+    _torchaudio_coefficient_rule(a_coeffs, b_coeffs)
     if a_coeffs.ndim == 2:
         if batching:
             if waveform.ndim < 2 or waveform.shape[-2] != a_coeffs.shape[0]:
@@ -115,7 +116,12 @@ def _w0_alpha(sample_rate: float, frequency: Number, Q: Number, like: Tensor):
 
 
 def allpass_biquad(waveform: Tensor, sample_rate: int, central_freq: Number, Q: Number = 0.707) -> Tensor:
-    """Two-pole all-pass (SoX ``allpass``)."""
+    """Two-pole all-pass (SoX ``allpass``).
+
+    Not ``filterbank.design.allpass_biquad``, which returns the coefficients ``(b, a)``
+    of filterbank's own (RBJ cookbook) design: this filters ``waveform`` with
+    torchaudio's signature and coefficients, and clamps to [-1, 1].
+    """
     w0, alpha = _w0_alpha(sample_rate, central_freq, Q, waveform)
     cosine = torch.cos(w0)
     return biquad(waveform, 1 - alpha, -2 * cosine, 1 + alpha, 1 + alpha, -2 * cosine, 1 - alpha)
@@ -137,7 +143,12 @@ def band_biquad(waveform: Tensor, sample_rate: int, central_freq: Number, Q: Num
 
 def bandpass_biquad(waveform: Tensor, sample_rate: int, central_freq: Number, Q: Number = 0.707,
                     const_skirt_gain: bool = False) -> Tensor:
-    """Two-pole band-pass: constant 0 dB peak, or constant skirt gain (peak gain Q)."""
+    """Two-pole band-pass: constant 0 dB peak, or constant skirt gain (peak gain Q).
+
+    Not ``filterbank.design.bandpass_biquad``, which returns the coefficients ``(b, a)``
+    of filterbank's own (RBJ cookbook) design: this filters ``waveform`` with
+    torchaudio's signature and coefficients, and clamps to [-1, 1].
+    """
     w0, alpha = _w0_alpha(sample_rate, central_freq, Q, waveform)
     numerator = torch.sin(w0) / 2 if const_skirt_gain else alpha
     return biquad(waveform, numerator, 0.0, -numerator, 1 + alpha, -2 * torch.cos(w0), 1 - alpha)
@@ -191,14 +202,24 @@ def equalizer_biquad(waveform: Tensor, sample_rate: int, center_freq: Number, ga
 
 
 def highpass_biquad(waveform: Tensor, sample_rate: int, cutoff_freq: Number, Q: Number = 0.707) -> Tensor:
-    """Two-pole high-pass."""
+    """Two-pole high-pass.
+
+    Not ``filterbank.design.highpass_biquad``, which returns the coefficients ``(b, a)``
+    of filterbank's own (RBJ cookbook) design: this filters ``waveform`` with
+    torchaudio's signature and coefficients, and clamps to [-1, 1].
+    """
     w0, alpha = _w0_alpha(sample_rate, cutoff_freq, Q, waveform)
     cosine = torch.cos(w0)
     return biquad(waveform, (1 + cosine) / 2, -1 - cosine, (1 + cosine) / 2, 1 + alpha, -2 * cosine, 1 - alpha)
 
 
 def lowpass_biquad(waveform: Tensor, sample_rate: int, cutoff_freq: Number, Q: Number = 0.707) -> Tensor:
-    """Two-pole low-pass."""
+    """Two-pole low-pass.
+
+    Not ``filterbank.design.lowpass_biquad``, which returns the coefficients ``(b, a)``
+    of filterbank's own (RBJ cookbook) design: this filters ``waveform`` with
+    torchaudio's signature and coefficients, and clamps to [-1, 1].
+    """
     w0, alpha = _w0_alpha(sample_rate, cutoff_freq, Q, waveform)
     cosine = torch.cos(w0)
     return biquad(waveform, (1 - cosine) / 2, 1 - cosine, (1 - cosine) / 2, 1 + alpha, -2 * cosine, 1 - alpha)

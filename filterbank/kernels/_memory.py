@@ -14,7 +14,7 @@ So large buffers are
   to a small cache and the next output of the same size reuses it, already
   faulted in, as CUDA's caching allocator does. At most
   ``FILTERBANK_CPU_CACHE_MB`` (default 1024; 0 turns caching off) stay
-  cached; :func:`release_cached` returns them to the system.
+  cached; :func:`empty_cache` returns them to the system.
 
 Everywhere else (small buffers, other systems, THP switched off) this is
 plain ``torch.empty``.
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["empty", "release_cached", "cached_bytes"]
+__all__ = ["empty", "empty_cache", "cached_bytes"]
 
 _HUGE_PAGE = 2 << 20
 # Below this the faults are cheap and the up-to-one-huge-page slack is not.
@@ -95,8 +95,13 @@ def _give_back(length: int, mapping: mmap.mmap) -> None:
             _free_bytes -= size
 
 
-def release_cached() -> None:
-    """Unmap every cached buffer (those still in use are untouched)."""
+def empty_cache() -> None:
+    """Return the cached free CPU output buffers to the system (``filterbank.empty_cache``).
+
+    Buffers still viewed by a live tensor are untouched; like
+    ``torch.cuda.empty_cache``, this frees memory the cache holds, never
+    memory in use.
+    """
     global _free_bytes
     with _lock:
         _free.clear()

@@ -24,7 +24,7 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "vload", "vstore", "vsplat", "vadd", "vsub", "vmul", "vfma", "vfnma", "vabs", "vsum", "prefetch",
+    "vload", "vstore", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
 ]
 
 _REGISTER_BYTES = 32  # AVX2
@@ -202,7 +202,6 @@ class LaneVector(types.Type):
         super().__init__(name=f"LaneVector({dtype})")
 
 
-
 @register_model(LaneVector)
 class _LaneVectorModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
@@ -292,10 +291,8 @@ def _binary(operation):
 
 
 vadd = _binary("fadd")
-vsub = _binary("fsub")
 vmul = _binary("fmul")
 vadd.__doc__ = "Lane-wise ``a + b``."
-vsub.__doc__ = "Lane-wise ``a - b``."
 vmul.__doc__ = "Lane-wise ``a * b``."
 
 
@@ -364,24 +361,3 @@ def vsum(typingctx, value):
         return builder.call(function, [ir.Constant(element, 0.0), args[0]], fastmath=("reassoc",))
 
     return value.dtype(value), codegen
-
-
-@intrinsic
-def prefetch(typingctx, row, col):
-    """Ask for the cache line holding ``row[col]`` (a hint; never faults)."""
-    if not _is_float_row(row):
-        return None
-
-    def codegen(context, builder, signature, args):
-        address = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
-        pointer_type = ir.IntType(8).as_pointer()
-        function = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [pointer_type, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
-            "llvm.prefetch.p0",
-        )
-        builder.call(function, [builder.inttoptr(address, pointer_type), ir.Constant(ir.IntType(32), 0),
-                                ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1)])
-        return context.get_dummy_value()
-
-    return types.void(row, col), codegen

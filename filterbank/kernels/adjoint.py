@@ -1,7 +1,7 @@
 """The backward of a cascade composed from a forward: the reverse-time recursion.
 
 For one section ``out = lfilter(b, a, inp, zi)`` with gradient ``g`` on ``out``
-(../shared/DESIGN.md, "Backward of the all-pole part"), the adjoint of the
+(docs/design.md, "The backward"), the adjoint of the
 all-pole input solves the same recurrence backwards in time,
 ``u[t] = g[t] - sum_{k>=1} a_k u[t+k]``, and
 

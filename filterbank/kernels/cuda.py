@@ -12,8 +12,8 @@ Environment (the README's table lists these too):
 
 * ``FILTERBANK_CUDA=0``: do not build; CUDA tensors use the pure-torch
   reference (correct, slow).
-* ``FILTERBANK_CSRC``: where the ``csrc/`` sources are (default: beside the
-  package, as in a source checkout or an editable install).
+* ``FILTERBANK_CSRC``: where the CUDA sources are (default: the copy inside
+  the installed package, or the checkout's ``csrc/``; see :func:`source_folder`).
 * torch's own ``TORCH_CUDA_ARCH_LIST``, ``TORCH_EXTENSIONS_DIR``, ``CUDA_HOME``
   and ``MAX_JOBS`` steer the build.
 
@@ -35,16 +35,30 @@ from torch import Tensor
 from . import adjoint
 from ._dtypes import compute_dtype
 
-__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build"]
+__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build", "sources",
+           "source_folder"]
 
 MAX_ORDER = 8  # kMaxOrder in csrc/iir_scan.h
 _extension = None
 _failure: Optional[str] = None
 
 
-def _sources() -> list[Path]:
-    root = Path(os.environ.get("FILTERBANK_CSRC", Path(__file__).resolve().parents[2] / "csrc"))
-    return [root / "binding.cpp", root / "iir_scan.cu"]
+SOURCES = ("binding.cpp", "iir_scan.cu")
+
+
+def source_folder() -> Path:
+    """Where the CUDA sources are: ``$FILTERBANK_CSRC``; else the copy an installed wheel carries
+    (``filterbank/kernels/csrc/``); else, in a source checkout or an editable install, ``csrc/``."""
+    if "FILTERBANK_CSRC" in os.environ:
+        return Path(os.environ["FILTERBANK_CSRC"])
+    here = Path(__file__).resolve().parent
+    packaged = here / "csrc"
+    return packaged if packaged.is_dir() else here.parents[1] / "csrc"
+
+
+def sources() -> list[Path]:
+    """The files the extension is built from."""
+    return [source_folder() / name for name in SOURCES]
 
 
 def build(verbose: bool = False):
@@ -53,15 +67,15 @@ def build(verbose: bool = False):
     if _extension is None:
         from torch.utils import cpp_extension
 
-        sources = _sources()
-        missing = [str(p) for p in sources if not p.exists()]
+        files = sources()
+        missing = [str(p) for p in files if not p.exists()]
         if missing:
             raise FileNotFoundError(
-                f"the CUDA sources are missing: {', '.join(missing)} (install filterbank from a source checkout, "
-                "e.g. pip install -e ., or point FILTERBANK_CSRC at its csrc/ folder)")
+                f"the CUDA sources are missing: {', '.join(missing)} (reinstall filterbank, or point FILTERBANK_CSRC "
+                "at a folder holding them)")
         _extension = cpp_extension.load(
             name="filterbank_cuda",
-            sources=[str(p) for p in sources],
+            sources=[str(p) for p in files],
             extra_cflags=["-O3"],
             extra_cuda_cflags=["-O3", "-std=c++17"],
             verbose=verbose,
