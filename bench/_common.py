@@ -12,9 +12,7 @@ import importlib
 import json
 import os
 import platform
-import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,23 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def synchronise(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def measure(function: Callable[[], object], device: str, repeat: int, warmup: int = 1) -> dict:
-    """Wall time of ``function()`` in ms: median and min over ``repeat`` runs after ``warmup``."""
-    for _ in range(warmup):
-        function()
-    synchronise(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        synchronise(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": repeat}
+# Timing is the package's own (what `filterbank bench` uses), so that both measure alike.
+from filterbank.cli.bench import measure  # noqa: E402, F401 (re-exported for the benchmarks)
 
 
 def _status_kib(field: str) -> Optional[int]:

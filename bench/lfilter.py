@@ -35,17 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, measure, peak_memory_bytes, save  # noqa: E402
 
 import filterbank  # noqa: E402
-from filterbank.design import bandpass_biquad  # noqa: E402
+from filterbank.cli.bench import seed_bank  # noqa: E402
 from filterbank.kernels import _memory  # noqa: E402
 
 
-def bandpass_bank(n_filters: int, sample_rate: float, q: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    """RBJ band-pass biquads (0 dB peak), centres log-spaced 50 Hz..0.47 fs.
-
-    Returns ``b, a``: (n_filters, 3) float64, ``a[:, 0] == 1``.
-    """
-    centres = torch.logspace(np.log10(50.0), np.log10(0.47 * sample_rate), n_filters, dtype=torch.float64)
-    b, a = bandpass_biquad(centres, q, sample_rate)
+def bandpass_bank(n_filters: int, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The seed workload's bank (``filterbank bench``'s): ``b, a`` (n_filters, 3) float64 numpy arrays."""
+    b, a = seed_bank(n_filters, sample_rate)
     return b.numpy(), a.numpy()
 
 
