@@ -19,7 +19,6 @@ work) and its work (``run``); ``_options`` holds the options several share,
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Optional
 
 from . import bench, extract, response
@@ -49,7 +48,3 @@ def main(argv: Optional[list[str]] = None) -> int:
         return args.run(args)
     except ValueError as error:  # a bad combination of options found while designing
         args.subparser.error(str(error))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

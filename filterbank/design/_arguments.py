@@ -12,7 +12,7 @@ from torch import Tensor
 
 Number = Union[float, int, Tensor]
 
-_DTYPE_RULE = "float tensors in the dtype of the tensor\narguments (float32 when all are numbers)"
+_DTYPE_RULE = "float tensors in the dtype of the tensor arguments\n(float32 when all are numbers)"
 
 
 def cookbook_arguments(frequency: str, takes_gain: bool) -> str:
@@ -51,6 +51,21 @@ sample_rate: Hz, keyword only (scipy's ``fs``); frequencies (given and
 RESPONSE_RETURNS = """\
 ``(frequencies, response)``: (n_frequencies,) (or the given
 ``frequencies``) and complex (..., n_frequencies) (or (..., F))."""
+
+
+def with_sections(function: Callable, *sections: str) -> Callable:
+    """Insert paragraphs (``Args:``/``Returns:`` sections, notes) into a docstring, before its example if it has one.
+
+    Each section is written without indentation; it is indented as the
+    docstring's body (four spaces).
+    """
+    doc = function.__doc__.rstrip()
+    text = "\n\n".join("\n".join("    " + line if line else "" for line in section.split("\n"))
+                       for section in sections if section)
+    at = doc.find("\n    Example:")
+    function.__doc__ = (doc + "\n\n" + text + "\n    ") if at < 0 else (doc[:at] + "\n\n" + text + "\n" + doc[at:] +
+                                                                          "\n    ")
+    return function
 
 
 def documented(**blocks: str) -> Callable:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
-from ._arguments import COOKBOOK_RETURNS, Number, cookbook_arguments, documented
+from ._arguments import COOKBOOK_RETURNS, Number, cookbook_arguments, with_sections
 
 __all__ = [
     "lowpass_biquad", "highpass_biquad", "bandpass_biquad", "bandpass_skirt_biquad", "notch_biquad",
@@ -43,9 +43,9 @@ def _cookbook(kind: str, frequency: str, takes_gain: bool = False, namesake: boo
     """Register a design under ``kind`` in :data:`BIQUADS` and write its shared documentation."""
 
     def register(function: Callable) -> Callable:
-        blocks = {"arguments": cookbook_arguments(frequency, takes_gain), "returns": COOKBOOK_RETURNS,
-                  "namesake": _NAMESAKE.format(name=function.__name__) if namesake else ""}
-        documented(**blocks)(function)
+        arguments = "Args:\n" + "\n".join("    " + line for line in cookbook_arguments(frequency, takes_gain).split("\n"))
+        returns = "Returns:\n" + "\n".join("    " + line for line in COOKBOOK_RETURNS.split("\n"))
+        with_sections(function, _NAMESAKE.format(name=function.__name__) if namesake else "", arguments, returns)
         BIQUADS[kind] = BiquadDesign(function, frequency, takes_gain)
         return function
 
@@ -87,14 +87,6 @@ def lowpass_biquad(cutoff_hz: Number, q: Number, sample_rate: float) -> tuple[Te
     with ``w0 = 2 pi cutoff_hz / sample_rate``, ``alpha = sin(w0) / (2 q)``;
     unit gain at DC, ``q`` at the cut-off, 0 at Nyquist. Differentiable in
     ``cutoff_hz`` and ``q``.
-
-    {namesake}
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("cutoff_hz", cutoff_hz, q, sample_rate)
     # (1 - cos w0) / 2 = sin^2(w0 / 2) without the cancellation at low w0
@@ -109,14 +101,6 @@ def highpass_biquad(cutoff_hz: Number, q: Number, sample_rate: float) -> tuple[T
     ``b = [1, -2, 1] (1 + cos w0) / 2``, ``a = [1 + alpha, -2 cos w0, 1 - alpha]``;
     0 at DC, ``q`` at the cut-off, unit gain at Nyquist. Differentiable in
     ``cutoff_hz`` and ``q``.
-
-    {namesake}
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("cutoff_hz", cutoff_hz, q, sample_rate)
     half = torch.cos(t["w0"] / 2).square()  # (1 + cos w0) / 2
@@ -130,14 +114,6 @@ def bandpass_biquad(centre_hz: Number, q: Number, sample_rate: float) -> tuple[T
     ``H(z) = (alpha - alpha z^-2) / ((1 + alpha) - 2 cos(w0) z^-1 + (1 - alpha) z^-2)``
     with ``w0 = 2 pi centre_hz / sample_rate`` and ``alpha = sin(w0) / (2 q)``;
     the gain at ``centre_hz`` is exactly 1. Differentiable in ``centre_hz`` and ``q``.
-
-    {namesake}
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
 
     Example:
         >>> b, a = bandpass_biquad(torch.tensor([500.0, 1000.0]), 4.0, 16000.0)
@@ -155,12 +131,6 @@ def bandpass_skirt_biquad(centre_hz: Number, q: Number, sample_rate: float) -> t
 
     ``b = [sin(w0) / 2, 0, -sin(w0) / 2]``, ``a = [1 + alpha, -2 cos w0, 1 - alpha]``.
     Differentiable in ``centre_hz`` and ``q``.
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("centre_hz", centre_hz, q, sample_rate)
     half = t["sin"] / 2
@@ -174,12 +144,6 @@ def notch_biquad(centre_hz: Number, q: Number, sample_rate: float) -> tuple[Tens
     ``b = [1, -2 cos w0, 1]``, ``a = [1 + alpha, -2 cos w0, 1 - alpha]``: zero
     gain at ``centre_hz``, unit gain at DC and Nyquist. Differentiable in
     ``centre_hz`` and ``q``.
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("centre_hz", centre_hz, q, sample_rate)
     cos = -2 * t["cos"]
@@ -193,14 +157,6 @@ def allpass_biquad(centre_hz: Number, q: Number, sample_rate: float) -> tuple[Te
     ``b = [1 - alpha, -2 cos w0, 1 + alpha]``, ``a = [1 + alpha, -2 cos w0, 1 - alpha]``:
     unit magnitude everywhere, phase -pi at ``centre_hz``. Differentiable in
     ``centre_hz`` and ``q``.
-
-    {namesake}
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("centre_hz", centre_hz, q, sample_rate)
     alpha, cos = t["alpha"], -2 * t["cos"]
@@ -215,12 +171,6 @@ def peaking_biquad(centre_hz: Number, q: Number, gain_db: Number, sample_rate: f
     ``a = [1 + alpha / A, -2 cos w0, 1 - alpha / A]``: ``gain_db`` at
     ``centre_hz``, 0 dB at DC and Nyquist. Differentiable in ``centre_hz``,
     ``q`` and ``gain_db``.
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("centre_hz", centre_hz, q, sample_rate, gain_db)
     alpha, A, cos = t["alpha"], t["A"], -2 * t["cos"]
@@ -235,12 +185,6 @@ def lowshelf_biquad(cutoff_hz: Number, q: Number, gain_db: Number, sample_rate: 
     at ``cutoff_hz``; ``q = 1 / sqrt(2)`` is the steepest monotonic shelf.
     Coefficients as in the cookbook (``b0 = A ((A + 1) - (A - 1) cos w0 + 2 sqrt(A) alpha)``, ...).
     Differentiable in ``cutoff_hz``, ``q`` and ``gain_db``.
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("cutoff_hz", cutoff_hz, q, sample_rate, gain_db)
     A, cos = t["A"], t["cos"]
@@ -257,12 +201,6 @@ def highshelf_biquad(cutoff_hz: Number, q: Number, gain_db: Number, sample_rate:
     ``A = 10^(gain_db / 40)``: 0 dB at DC, ``gain_db`` at Nyquist, ``gain_db / 2``
     at ``cutoff_hz``. Coefficients as in the cookbook. Differentiable in
     ``cutoff_hz``, ``q`` and ``gain_db``.
-
-    Args:
-        {arguments}
-
-    Returns:
-        {returns}
     """
     t = _terms("cutoff_hz", cutoff_hz, q, sample_rate, gain_db)
     A, cos = t["A"], t["cos"]
