@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import filterbank
 from filterbank import _ops, features
 from filterbank.kernels import reference
 from helpers import assert_close64
@@ -146,3 +147,23 @@ def test_pcen_gradients(rng):
 def test_pcen_rejects_wrong_parameter_shapes():
     with pytest.raises(ValueError, match=r"alpha must have shape \(3,\) \(one per filter\); got \(2,\)"):
         features.pcen(torch.ones(3, 5), torch.ones(3) * 0.1, torch.ones(2), torch.ones(3), torch.ones(3))
+
+
+@pytest.mark.parametrize("shape", [(700,), (3, 700), (2, 2, 701)])
+def test_band_energy_is_filtering_then_frame_energy(rng, shape):
+    sos = torch.tensor(np.stack([[[0.2, 0.0, -0.2, 1.0, -1.7 + 0.1 * f, 0.8]] * 2 for f in range(5)]))  # (5, 2, 6)
+    x = torch.tensor(rng.standard_normal(shape))
+    expected = features.frame_energy(filterbank.sosfilt(sos, x.unsqueeze(-2)), 50)
+    with torch.no_grad():
+        fused = features.band_energy(sos, x, 50)                       # one pass, the bands never stored
+    composed = features.band_energy(sos.clone().requires_grad_(), x, 50)  # a gradient: the composition
+    assert fused.shape == expected.shape == shape[:-1] + (5, 1 + shape[-1] // 50)
+    torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(composed.detach(), expected, rtol=1e-12, atol=1e-14)
+    if len(shape) > 1:
+        lengths = torch.tensor([shape[-1] - 90 * i for i in range(shape[0])])
+        with torch.no_grad():
+            padded = features.band_energy(sos, x, 50, lengths=lengths)
+        for i, length in enumerate(lengths.tolist()):
+            alone = features.band_energy(sos, x[i, ..., :length], 50)
+            torch.testing.assert_close(padded[i, ..., : alone.shape[-1]], alone, rtol=1e-12, atol=1e-14)
