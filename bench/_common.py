@@ -23,7 +23,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 # Timing is the package's own (what `filterbank bench` uses), so that both measure alike.
-from filterbank.cli.bench import measure  # noqa: E402, F401 (re-exported for the benchmarks)
+from filterbank.cli.bench import cpu_model, measure  # noqa: E402, F401 (measure: re-exported for the benchmarks)
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -65,17 +65,6 @@ def peak_memory_bytes(function: Callable[[], object], device: str) -> Optional[i
     return (peak - before) * 1024
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gib() -> Optional[float]:
     try:
         with open("/proc/meminfo") as info:
@@ -104,7 +93,7 @@ def _version(module: str) -> Optional[str]:
 def environment(device: str) -> dict:
     """Machine, versions and commit, for the JSON and the table header."""
     machine = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "system": f"{platform.system()} {platform.release()}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -23,7 +24,7 @@ from typing import Callable, Optional
 
 from ._options import check_device, positive_int
 
-__all__ = ["add_parser", "measure", "seed_bank"]
+__all__ = ["add_parser", "measure", "seed_bank", "cpu_model"]
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -70,6 +71,18 @@ def seed_bank(n_filters: int, sample_rate: float, q: float = 4.0):
 
     centres = torch.logspace(math.log10(50.0), math.log10(0.47 * sample_rate), n_filters, dtype=torch.float64)
     return bandpass_biquad(centres, q, sample_rate)
+
+
+def cpu_model() -> str:
+    """The CPU's name (Linux: /proc/cpuinfo), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _peer(module: str):
@@ -132,8 +145,7 @@ def run(args) -> int:
         entry["x_floor"] = entry["median_ms"] / floor
         if entry["group"] in own:
             entry["x_filterbank"] = entry["median_ms"] / own[entry["group"]]
-    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or
-                                                                                  platform.machine())
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{cpu_model()}, {os.cpu_count()} cores"
     print(f"\nlfilter: x ({args.batch}, {args.time}) float32 through {args.filters} biquads -> y {shape} on {where}; "
           f"filterbank {filterbank.__version__}, torch {torch.__version__}")
     print(f"{'':44} {'median ms':>10} {'x floor':>8} {'x filterbank':>13}")
