@@ -8,8 +8,9 @@ door of each public function, before any work.
 
 Checks that read tensor values (non-zero leading coefficients, frequencies
 inside (0, Nyquist)) synchronise with the device and cannot be traced, so
-they step aside while ``torch.compile`` traces (:func:`checking_values`);
-the op layer checks ``a0`` again when the op runs.
+they step aside while ``torch.compile`` traces and for tensors without
+values (meta and fake tensors, for shape propagation): :func:`checking_values`.
+The op layer checks ``a0`` again when the op runs on real data.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 from ._shapes import broadcast_shapes
 
@@ -27,9 +29,15 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _FLOAT_NAMES = "float16, bfloat16, float32 or float64"
 
 
-def checking_values() -> bool:
-    """Whether checks that read tensor values run: not while ``torch.compile`` traces."""
-    return not torch.compiler.is_compiling()
+def shape_only(tensor: Tensor) -> bool:
+    """Whether ``tensor`` has shapes but no values: a meta tensor or a fake one (``FakeTensorMode``)."""
+    return tensor.device.type == "meta" or is_fake(tensor)
+
+
+def checking_values(*tensors: Tensor) -> bool:
+    """Whether checks that read the values of ``tensors`` run: not while ``torch.compile`` traces, nor on
+    tensors that have no values (:func:`shape_only`)."""
+    return not torch.compiler.is_compiling() and not any(shape_only(t) for t in tensors)
 
 
 def _range(x: Tensor) -> str:
@@ -235,7 +243,7 @@ def nonzero(name: str, values: Tensor, column: int, axes: Sequence[str] = ()) ->
 
     ``axes`` names the leading dimensions for the message (``("channel", "section")``).
     """
-    if not checking_values():
+    if not checking_values(values):
         return
     zero = values[..., column] == 0
     if bool(zero.any()):
@@ -247,7 +255,7 @@ def nonzero(name: str, values: Tensor, column: int, axes: Sequence[str] = ()) ->
 
 def positive(name: str, values: Tensor) -> None:
     """Every value > 0 and finite."""
-    if checking_values():
+    if checking_values(values):
         if bool((~(values > 0)).any()):
             raise ValueError(f"{name} must be > 0; got a minimum of {float(values.min()):g}")
         if bool(torch.isinf(values).any()):
@@ -255,26 +263,26 @@ def positive(name: str, values: Tensor) -> None:
 
 
 def finite(name: str, values: Tensor) -> None:
-    if checking_values() and bool((~torch.isfinite(values)).any()):
+    if checking_values(values) and bool((~torch.isfinite(values)).any()):
         raise ValueError(f"{name} must be finite; got values in {_range(values)}")
 
 
 def inside(name: str, values: Tensor, low: float, high: float, unit: str, note: str = "") -> None:
     """Every value in the open interval ``(low, high)`` (NaN fails)."""
-    if checking_values() and bool((~((values > low) & (values < high))).any()):
+    if checking_values(values) and bool((~((values > low) & (values < high))).any()):
         raise ValueError(f"{name} must lie in ({low:g}, {high:g}) {unit}{note and ' (' + note + ')'}; got values in "
                          f"{_range(values)}")
 
 
 def from_up_to(name: str, values: Tensor, low: float, high: float, unit: str) -> None:
     """Every value in ``[low, high)`` (``high`` may be inf, which then excludes inf)."""
-    if checking_values() and bool((~((values >= low) & (values < high))).any()):
+    if checking_values(values) and bool((~((values >= low) & (values < high))).any()):
         raise ValueError(f"{name} must lie in [{low:g}, {high:g}) {unit}; got values in {_range(values)}")
 
 
 def below(low_name: str, low: Tensor, high_name: str, high: Tensor) -> None:
     """Every ``low < high``."""
-    if checking_values() and bool((~(low < high)).any()):
+    if checking_values(low, high) and bool((~(low < high)).any()):
         raise ValueError(f"{low_name} must be < {high_name}; got {low_name} in {_range(low)} and {high_name} in "
                          f"{_range(high)}")
 
@@ -327,6 +335,16 @@ def state(owner: str, value, keys: Sequence[str]):
         raise ValueError(f"{owner} state has entries {sorted(value)} but this module needs {sorted(keys)} "
                          "(a state from another kind of module?)")
     return value
+
+
+def state_origin(owner: str, value, expected: Mapping[str, object]) -> None:
+    """A state's record of the module that made it (``state["origin"]``) against this module's."""
+    found = value if isinstance(value, Mapping) else {}
+    differ = [f"{key}={found.get(key)!r} (this one: {wanted!r})" for key, wanted in expected.items()
+              if found.get(key) != wanted]
+    if differ:
+        raise ValueError(f"{owner} state comes from a {owner} built otherwise: {', '.join(differ)}; a state carries "
+                         "over only to a module built alike")
 
 
 def state_entry(owner: str, name: str, value, expected_shape: Optional[Sequence[int]], dtype: torch.dtype,

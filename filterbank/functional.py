@@ -192,6 +192,7 @@ def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
     """
     _checks.coefficients("b", b)
     _checks.coefficients("a", a, b, "b")
+    _checks.broadcast_to({"b": b.shape[:-1], "a": a.shape[:-1]}, "the batch dimensions")
     _checks.nonzero("a", a, 0)
     bn, an = _pad_to_common_length(b / a[..., :1], a / a[..., :1])
     bn, an = torch.broadcast_tensors(bn, an)
@@ -248,6 +249,7 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
     _checks.tensor("y", y, b, "b")
     if y.ndim == 0:
         raise ValueError("y must have a last dimension of past outputs; got a 0-d tensor")
+    batches = {"b": b.shape[:-1], "a": a.shape[:-1], "y": y.shape[:-1]}
     n_b, n_a = b.shape[-1] - 1, a.shape[-1] - 1
     order = max(n_b, n_a)
     if x is None:
@@ -256,6 +258,8 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
         _checks.tensor("x", x, b, "b")
         if x.ndim == 0:
             raise ValueError("x must have a last dimension of past inputs; got a 0-d tensor")
+        batches["x"] = x.shape[:-1]
+    _checks.broadcast_to(batches, "the batch dimensions")
 
     def fit(values: Tensor, length: int) -> Tensor:
         return torch.nn.functional.pad(values, (0, max(0, length - values.shape[-1])))[..., :length]
@@ -337,6 +341,8 @@ def filtfilt(
     if _checks.choice("method", method, ("pad", "gust")) == "gust":
         raise NotImplementedError("filtfilt(method='gust') (Gustafsson's method) is not implemented; use method='pad'")
     axis = _checks.axis(axis, x.ndim)
+    _checks.broadcast_to({"x": x.movedim(axis, -1).shape[:-1], "b": b.shape[:-1], "a": a.shape[:-1]},
+                         "the batch dimensions", " (x without its time axis, coefficients without their last)")
     zi = lfilter_zi(b, a)
     signal = x.movedim(axis, -1)
     edge = _pad_length(padtype, padlen, signal.shape[-1], max(b.shape[-1], a.shape[-1]))
@@ -369,9 +375,14 @@ def sosfiltfilt(
     _checks.signal("x", x)
     _checks.sos(sos, like=x)
     axis = _checks.axis(axis, x.ndim)
+    _checks.broadcast_to({"x": x.movedim(axis, -1).shape[:-1], "sos": sos.shape[:-2]}, "the batch dimensions",
+                         " (x without its time axis, sos without its sections)")
     zi = sosfilt_zi(sos)
     n_sections = sos.shape[-2]
-    if padtype is not None and padlen is None:
+    # Tensors without values (meta, fake: shapes alone) give the same output shape either way; under
+    # torch.compile the count below is a graph break, as any data-dependent Python value is.
+    values_known = torch.compiler.is_compiling() or not _checks.shape_only(sos)
+    if padtype is not None and padlen is None and values_known:
         # scipy counts the sections that are really first order.
         first_order = torch.minimum((sos[..., 2] == 0).sum(-1), (sos[..., 5] == 0).sum(-1))
         if first_order.numel() and bool((first_order != first_order.reshape(-1)[0]).any()):

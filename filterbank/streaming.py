@@ -11,7 +11,9 @@ Every stateful thing in filterbank continues where it stopped:
 
 A state is a :class:`State`: a small dict of tensors (or nested States)
 that moves with ``.to()``, detaches with ``.detach()`` (truncated
-backpropagation, ``filterbank.tbptt``), and saves with ``torch.save``. A state
+backpropagation, ``filterbank.tbptt``), saves with ``torch.save`` and loads
+with ``torch.load`` (a safe global, so torch's default ``weights_only=True``
+takes it). A state
 given back to a module is checked against what that module would make, and a
 mismatch (another filter count, dtype, device or batch shape) is a clear error
 naming the entry and what differs (the rules are in ``filterbank._checks``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Union
 
+import torch
 from torch import Tensor
 
 __all__ = ["State", "detach"]
@@ -51,6 +54,13 @@ class State(dict):
             return repr(value)
 
         return "State(" + ", ".join(f"{key}={describe(value)}" for key, value in self.items()) + ")"
+
+    def __reduce__(self):
+        # Pickled as State(plain dict): what torch.load(weights_only=True) can rebuild.
+        return (State, (dict(self),))
+
+
+torch.serialization.add_safe_globals([State])
 
 
 def detach(state: Union[State, Tensor, None]):

@@ -173,3 +173,11 @@ def test_gradients_match_torchaudio(rng):
             theirs = (frequency.grad, q.grad, leaf.grad)
     for got, expected in zip(ours, theirs):
         torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_errors_where_torchaudio_checks_nothing_are_filterbanks():
+    # Documented differences: filterbank's own checks where torchaudio has none.
+    with pytest.raises(TypeError, match=r"x must be a real floating-point tensor .* got torch.int64"):
+        F.lfilter(torch.ones(10, dtype=torch.int64), torch.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match=r"a\[\.\.\., 0\] must be non-zero"):
+        F.lfilter(torch.ones(10), torch.tensor([0.0, 1.0, 0.5]), torch.ones(3))

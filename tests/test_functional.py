@@ -290,3 +290,46 @@ def test_broadcast_shapes_agrees_with_torch(shapes):
             broadcast_shapes(*shapes)
     else:
         assert broadcast_shapes(*shapes) == expected
+
+
+def test_errors_name_the_arguments_the_caller_passed():
+    b64, a64 = torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor([1.0, -0.5], dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"a has dtype torch.float32 but b has dtype torch.float64"):
+        filterbank.lfilter_zi(b64, a64.float())
+    with pytest.raises(TypeError, match=r"y has dtype torch.float32 but b has dtype torch.float64"):
+        filterbank.lfiltic(b64, a64, torch.ones(1))
+    with pytest.raises(ValueError, match=r"the batch dimensions do not broadcast: x \(2,\), b \(3,\), a \(3,\)"):
+        filterbank.filtfilt(torch.ones(3, 2), torch.ones(3, 2), torch.ones(2, 50))
+    with pytest.raises(ValueError, match=r"the batch dimensions do not broadcast: x \(2,\), sos \(3,\)"):
+        filterbank.sosfiltfilt(torch.ones(3, 1, 6), torch.ones(2, 50))
+    with pytest.raises(ValueError, match=r"the batch dimensions do not broadcast: b \(3,\), a \(2,\)"):
+        filterbank.lfilter_zi(torch.ones(3, 2), torch.ones(2, 2))
+
+
+def test_axis_takes_any_integer_like():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    b, a = torch.tensor([0.5, 0.2], dtype=torch.float64), torch.tensor([1.0, -0.3], dtype=torch.float64)
+    torch.testing.assert_close(lfilter(b, a, x, axis=np.int64(0)), lfilter(b, a, x, axis=0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fake", [False, True], ids=["meta", "fake"])
+def test_shapes_alone_on_meta_and_fake_tensors(fake):
+    # Shape propagation needs no values: no value check may read them.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def run():
+        device = None if fake else "meta"
+        b = torch.tensor([0.2, 0.0, -0.2], device=device)
+        a = torch.tensor([1.0, -1.6, 0.8], device=device)
+        x = torch.randn(3, 100, device=device)
+        sos = torch.cat([b, a])[None]
+        shapes = [lfilter(b, a, x).shape, sosfilt(sos, x).shape, filterbank.filtfilt(b, a, x).shape,
+                  filterbank.sosfiltfilt(sos, x).shape, lfilter(b, a, x, zi=torch.zeros(3, 2, device=device))[1].shape]
+        return shapes
+
+    if fake:
+        with FakeTensorMode():
+            shapes = run()
+    else:
+        shapes = run()
+    assert shapes == [(3, 100)] * 4 + [(3, 2)]

@@ -176,8 +176,8 @@ def test_errors(make, error, message):
 @pytest.mark.parametrize("make, learnt, frozen", [
     (lambda: nn.BiquadFilterbank(4, 16000, kind="peaking", learn=("gain",)), {"raw_gain"}, {"raw_frequency", "raw_q"}),
     (lambda: nn.GammatoneFilterbank(4, 16000, learn=()), set(), {"raw_frequency"}),
-    (lambda: nn.IIRFilterbank(4, 16000, learn=("zeros", "gain")), {"numerator", "gain"}, {"raw_radius", "raw_angle"}),
-    (lambda: nn.IIRFilterbank(4, 16000), {"raw_radius", "raw_angle", "numerator", "gain"}, set()),
+    (lambda: nn.IIRFilterbank(4, 16000, learn=("zeros", "gain")), {"raw_numerator", "raw_gain"}, {"raw_radius", "raw_angle"}),
+    (lambda: nn.IIRFilterbank(4, 16000), {"raw_radius", "raw_angle", "raw_numerator", "raw_gain"}, set()),
     (lambda: nn.FrontEnd(n_filters=4, compression="pcen", learn=("alpha",), filterbank=nn.BiquadFilterbank(4, 16000,
                                                                                                            learn=())),
      {"raw_alpha"}, {"raw_smooth", "raw_delta", "raw_root"}),
@@ -259,3 +259,49 @@ def test_front_end_lengths_errors(lengths, message):
         front_end(torch.zeros(3, 400), lengths)
     with pytest.raises(ValueError, match=r"lengths needs a batch"):
         front_end(torch.zeros(400), [400])
+
+
+def _wild_modules():
+    return {**all_banks(),
+            "front-end-pcen": nn.FrontEnd(n_filters=6, sample_rate=16000, hop_length=80, compression="pcen"),
+            "front-end-iir": nn.FrontEnd(sample_rate=16000, hop_length=80, compression="power",
+                                         filterbank=nn.IIRFilterbank(5, 16000, n_sections=4))}
+
+
+@pytest.mark.parametrize("name", list(_wild_modules()))
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_stable_whatever_the_optimiser_does(name, direction):
+    # SGD at lr = 10 pushing the output's energy up (or down): every parameter
+    # and every output stays finite, and every filter stays stable.
+    torch.manual_seed(1)
+    module = _wild_modules()[name]
+    optimiser = torch.optim.SGD(module.parameters(), lr=10.0)
+    x = torch.randn(2, 1600)
+    for step in range(25):
+        optimiser.zero_grad()
+        out = module(x)
+        assert torch.isfinite(out).all(), f"step {step}: non-finite output"
+        loss = -direction * out.square().mean() if out.min() < 0 else -direction * out.mean()
+        loss.backward()
+        optimiser.step()
+        for parameter_name, parameter in module.named_parameters():
+            assert torch.isfinite(parameter).all(), f"step {step}: {parameter_name} is not finite"
+    bank = module.filterbank if isinstance(module, nn.FrontEnd) else module
+    for a in bank.sos().detach().double()[..., 3:].reshape(-1, 3).numpy():
+        assert np.all(np.abs(np.roots(a)) < 1), f"unstable section {a}"
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.BiquadFilterbank(8, 16000, q=torch.ones(3)), ValueError,
+     r"q must be a number or have shape \(8,\) \(one per filter\); got shape \(3,\)"),
+    (lambda: nn.BiquadFilterbank(8, 16000, kind="peaking", gain_db=[1.0, 2.0]), TypeError,
+     r"gain_db must be a number or a tensor of shape \(8,\); got list"),
+    (lambda: nn.FrontEnd(filterbank=nn.BiquadFilterbank(4, 16000), dtype=torch.float64), TypeError,
+     r"the filterbank computes in torch.float32 but dtype is torch.float64"),
+    (lambda: nn.IIRFilterbank(8, 16000, n_sections=4, max_gain_db=40.0), ValueError,
+     r"the initial gains reach \d+ dB, beyond max_gain_db \(40\)"),
+    (lambda: nn.BiquadFilterbank(4, 16000, f_min=float("nan")), ValueError, r"f_min must be finite; got nan"),
+])
+def test_errors_before_a_module_is_built(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

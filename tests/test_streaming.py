@@ -107,8 +107,8 @@ def test_state_moves_detaches_and_saves(rng):
      r"state\['zi'\] is on meta but the input is on cpu"),
     (lambda: {"zi": torch.zeros(6, 1, 2)}, TypeError, r"state must be a filterbank.streaming.State .* got dict"),
     (lambda: nn.FrontEnd(n_filters=6).stream(torch.randn(500))[1], ValueError,
-     r"BiquadFilterbank state has entries \['bands', 'filterbank', 'frames', 'pcen', 'samples'\] but this module "
-     r"needs \['zi'\]"),
+     r"BiquadFilterbank state has entries \['bands', 'filterbank', 'frames', 'origin', 'pcen', 'samples'\] but this "
+     r"module needs \['zi'\]"),
 ])
 def test_mismatched_states_are_named(make_state, error, message):
     bank = nn.BiquadFilterbank(6, 16000)
@@ -119,7 +119,8 @@ def test_mismatched_states_are_named(make_state, error, message):
 
 def test_front_end_state_from_another_front_end():
     state = nn.FrontEnd(n_filters=6, hop_length=160).stream(torch.randn(1000))[1]
-    with pytest.raises(ValueError, match=r"FrontEnd state\['bands'\] has shape"):
+    with pytest.raises(ValueError, match=r"FrontEnd state comes from a FrontEnd built otherwise: hop_length=160 "
+                                         r"\(this one: 100\)"):
         nn.FrontEnd(n_filters=6, hop_length=100).stream(torch.randn(1000), state)
 
 
@@ -193,3 +194,30 @@ def test_tbptt_takes_an_iterable_and_returns_the_state(rng):
 def test_tbptt_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_front_end_state_from_another_compression_is_refused():
+    bank = nn.BiquadFilterbank(6, 16000)
+    log_state = nn.FrontEnd(filterbank=bank, compression="log").stream(torch.randn(2000))[1]
+    pcen_state = nn.FrontEnd(filterbank=bank, compression="pcen").stream(torch.randn(2000))[1]
+    with pytest.raises(ValueError, match=r"compression='log' \(this one: 'pcen'\)"):
+        nn.FrontEnd(filterbank=bank, compression="pcen").stream(torch.randn(100), log_state)
+    with pytest.raises(ValueError, match=r"compression='pcen' \(this one: 'log'\)"):
+        nn.FrontEnd(filterbank=bank, compression="log").finish(pcen_state)
+
+
+def test_finish_without_a_state_says_what_it_needs():
+    with pytest.raises(TypeError, match=r"FrontEnd.finish needs the state that stream returned; got None"):
+        nn.FrontEnd(n_filters=4).finish(None)
+
+
+def test_states_load_with_torchs_default_weights_only(tmp_path):
+    front_end = nn.FrontEnd(n_filters=4, sample_rate=8000, hop_length=80, compression="pcen")
+    x = torch.randn(1600)
+    first, state = front_end.stream(x[:700])
+    torch.save(state, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt")          # weights_only=True, torch's default
+    assert isinstance(loaded, State) and isinstance(loaded["filterbank"], State)
+    rest, _ = front_end.stream(x[700:], loaded)
+    again, _ = front_end.stream(x[700:], state)
+    torch.testing.assert_close(rest, again, rtol=0, atol=0)

@@ -24,6 +24,11 @@ Differences on purpose:
   ``filterbank.lfilter`` itself never clips.
 * float16/bfloat16 waveforms are computed in float32 (torchaudio computes in
   the waveform's dtype).
+* Errors: torchaudio's own rules (coefficient sizes, batching) raise its
+  errors with its messages; beyond them filterbank's checks apply, so an
+  integer waveform is a ``TypeError`` (torchaudio: a ``RuntimeError`` from
+  its kernel) and ``a0 == 0`` a ``ValueError`` (torchaudio divides by it and
+  returns inf/NaN).
 """
 
 from __future__ import annotations

@@ -63,6 +63,17 @@ def learned(owner: str, learn: Iterable[str], names: tuple[str, ...], old_keywor
     return _checks.names("learn", learn, names)
 
 
+def per_filter(name: str, value, n_filters: int) -> Tensor:
+    """An initial value, a number or one per filter, as (n_filters,) float64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise TypeError(f"{name} must be a number or a tensor of shape ({n_filters},); got {type(value).__name__}")
+    values = torch.as_tensor(value, dtype=torch.float64)
+    if values.shape not in ((), (n_filters,)):
+        raise ValueError(f"{name} must be a number or have shape ({n_filters},) (one per filter); got shape "
+                         f"{tuple(values.shape)}")
+    return values.expand(n_filters).clone()
+
+
 def band_edges(sample_rate: float, f_min: Optional[float], f_max: Optional[float]) -> tuple[float, float]:
     """``(f_min, f_max)`` in Hz, defaults 30 Hz and 0.95 x Nyquist, checked: ``0 < f_min < f_max < Nyquist``."""
     nyquist = sample_rate / 2

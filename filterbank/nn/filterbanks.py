@@ -26,7 +26,7 @@ from .. import _checks, design
 from ..functional import sosfilt
 from ..streaming import State
 from ._parametrise import (
-    Q_MIN, band_edges, bounded_from_raw, frequency_from_raw, learned, parameter_or_buffer, raw_from_bounded,
+    Q_MIN, band_edges, bounded_from_raw, frequency_from_raw, learned, parameter_or_buffer, per_filter, raw_from_bounded,
     raw_from_frequency, spacing_q,
 )
 
@@ -187,11 +187,11 @@ class BiquadFilterbank(Filterbank):
         if q is None:
             q_values = spacing_q(centres).clamp_max(0.9 * self.q_max)
         else:
-            q_values = torch.as_tensor(q, dtype=torch.float64).expand(n_filters).clone()
+            q_values = per_filter("q", q, n_filters)
             if not bool(((q_values > Q_MIN) & (q_values < self.q_max)).all()):
                 raise ValueError(f"q must lie in ({Q_MIN}, {self.q_max:g}) (q_max); got values in "
                                  f"[{float(q_values.min()):g}, {float(q_values.max()):g}]")
-        gain = torch.as_tensor(gain_db, dtype=torch.float64).expand(n_filters).clone()
+        gain = per_filter("gain_db", gain_db, n_filters)
         if not bool((gain.abs() < self.max_gain_db).all()):
             raise ValueError(f"gain_db must lie in (-{self.max_gain_db:g}, {self.max_gain_db:g}) dB (max_gain_db); "
                              f"got a largest magnitude of {float(gain.abs().max()):g}")
@@ -272,20 +272,31 @@ class GammatoneFilterbank(Filterbank):
 
 
 class IIRFilterbank(Filterbank):
-    """General IIR filters of order ``2 n_sections``, learnable through their poles and zeros.
+    """General IIR filters of order ``2 n_sections``, learnable through their poles, zeros and gain.
 
-    Section k of filter n has a conjugate pole pair ``r e^{+-j theta}`` with
-    ``r = max_radius * sigmoid(raw)`` (inside the unit circle, so every
-    filter is stable) and ``theta`` in (0, pi) as the frequencies above, and a
-    free numerator ``[1, beta_1, beta_2]`` (zeros anywhere); the first section
-    carries the filter's gain. Initialised as resonators at centre frequencies
-    placed on ``scale``, with bandwidths from their spacing, zeros at z = +-1
-    and unit gain at the centre.
+    Section k of filter n is ``c_k (1 + beta_1 z^-1 + beta_2 z^-2) / (1 - 2 r cos(theta) z^-1 + r^2 z^-2)``:
+
+    * poles ``r e^{+-j theta}`` with ``r = max_radius * sigmoid(raw)`` (inside
+      the unit circle, so every filter is stable) and ``theta`` in (0, pi) as
+      the frequencies above;
+    * zeros where they like: ``beta = 10 tanh(raw / 10)``;
+    * ``c_k`` scales the section so that its all-pole part peaks at exactly 1
+      and its numerator has unit norm, ``c_k = min_w |A_k(e^jw)| /
+      sqrt(1 + beta_1^2 + beta_2^2)``: a section can never gain more than
+      ``sqrt(3)``, whatever its poles and zeros;
+    * the filter's gain, on the first section, is ``gain_db = max_gain_db
+      tanh(raw / max_gain_db)`` dB.
+
+    So no parameter values, however an optimiser moves them, make a filter
+    unstable or its output overflow. Initialised as resonators at centre
+    frequencies placed on ``scale``, with bandwidths from their spacing, zeros
+    at z = +-1 and unit gain at the centre.
 
     Args:
         n_filters, sample_rate, scale, f_min, f_max: as for :class:`BiquadFilterbank`.
         n_sections: second-order sections per filter.
         max_radius: the largest pole radius (< 1).
+        max_gain_db: bound of the gain's parametrisation (the initial gains must lie within it).
         learn: which of ``"poles"``, ``"zeros"`` and ``"gain"`` are learnt
             (default all).
         dtype: of the parameters.
@@ -294,15 +305,18 @@ class IIRFilterbank(Filterbank):
     """
 
     LEARNABLE = ("poles", "zeros", "gain")
+    _ZERO_BOUND = 10.0
 
     def __init__(self, n_filters: int, sample_rate: float, n_sections: int = 2, scale: str = "mel",
                  f_min: Optional[float] = None, f_max: Optional[float] = None, max_radius: float = 0.9995,
-                 learn: Iterable[str] = ("poles", "zeros", "gain"), dtype: torch.dtype = torch.float32):
+                 max_gain_db: float = 160.0, learn: Iterable[str] = ("poles", "zeros", "gain"),
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
         self.n_filters = _checks.integer("n_filters", n_filters, 1)
         self.sample_rate = _checks.sample_rate(sample_rate)
         self.n_sections = _checks.integer("n_sections", n_sections, 1)
         self.max_radius = _checks.number("max_radius", max_radius, 0.0, 1.0)
+        self.max_gain_db = _checks.number("max_gain_db", max_gain_db, 0.0)
         learn = learned(type(self).__name__, learn, self.LEARNABLE)
         nyquist = self.sample_rate / 2
         centres = _initial_centres(n_filters, self.sample_rate, scale, f_min, f_max)
@@ -310,15 +324,21 @@ class IIRFilterbank(Filterbank):
         radius = torch.exp(-math.pi * bandwidth / self.sample_rate).clamp(max=0.999 * self.max_radius)
         raw_radius = raw_from_bounded(radius, 0.0, self.max_radius)[:, None].expand(n_filters, self.n_sections)
         raw_angle = raw_from_frequency(centres, nyquist)[:, None].expand(n_filters, self.n_sections)
-        numerator = torch.tensor([0.0, -1.0], dtype=torch.float64).expand(n_filters, self.n_sections, 2)
+        zeros = torch.tensor([0.0, -1.0], dtype=torch.float64).expand(n_filters, self.n_sections, 2)
+        raw_numerator = self._ZERO_BOUND * torch.atanh(zeros / self._ZERO_BOUND)
         parameter_or_buffer(self, "raw_radius", raw_radius.to(dtype).clone(), "poles" in learn)
         parameter_or_buffer(self, "raw_angle", raw_angle.to(dtype).clone(), "poles" in learn)
-        parameter_or_buffer(self, "numerator", numerator.to(dtype).clone(), "zeros" in learn)
+        parameter_or_buffer(self, "raw_numerator", raw_numerator.to(dtype).clone(), "zeros" in learn)
         with torch.no_grad():
             # Unit gain at each centre frequency.
-            unit = self._sections(torch.ones(n_filters, dtype=dtype)).double()
+            unit = self._sections(torch.ones(n_filters, dtype=torch.float64)).double()
             _, response = design.sosfreqz(unit, sample_rate=self.sample_rate, frequencies=centres[:, None])
-        parameter_or_buffer(self, "gain", (1 / response.abs().squeeze(-1)).to(dtype), "gain" in learn)
+            gain_db = -20 * torch.log10(response.abs().squeeze(-1))
+        if not bool((gain_db.abs() < 0.99 * self.max_gain_db).all()):
+            raise ValueError(f"the initial gains reach {float(gain_db.abs().max()):.0f} dB, beyond max_gain_db "
+                             f"({self.max_gain_db:g}); raise max_gain_db, or use fewer sections or higher f_min")
+        raw_gain = self.max_gain_db * torch.atanh(gain_db / self.max_gain_db)
+        parameter_or_buffer(self, "raw_gain", raw_gain.to(dtype), "gain" in learn)
 
     @property
     def pole_radius(self) -> Tensor:
@@ -330,17 +350,32 @@ class IIRFilterbank(Filterbank):
         """(n_filters, n_sections) radians in (0, pi)."""
         return math.pi * frequency_from_raw(self.raw_angle, 1.0)
 
+    @property
+    def numerator(self) -> Tensor:
+        """(n_filters, n_sections, 2): ``beta_1, beta_2`` of each section's numerator ``1 + beta_1 z^-1 + beta_2 z^-2``."""
+        return self._ZERO_BOUND * torch.tanh(self.raw_numerator / self._ZERO_BOUND)
+
+    @property
+    def gain_db(self) -> Tensor:
+        """(n_filters,) each filter's gain in dB (the sections being scaled as above)."""
+        return self.max_gain_db * torch.tanh(self.raw_gain / self.max_gain_db)
+
     def _sections(self, gain: Tensor) -> Tensor:
-        """(n_filters, n_sections, 6) from the poles and zeros, the first section scaled by ``gain`` (n_filters,)."""
+        """(n_filters, n_sections, 6) from the poles and zeros, the first section times ``gain`` (n_filters,)."""
         radius, angle = self.pole_radius, self.pole_angle
-        ones = torch.ones_like(radius)
-        a = torch.stack([ones, -2 * radius * torch.cos(angle), radius.square()], dim=-1)
-        b = torch.cat([ones.unsqueeze(-1), self.numerator], dim=-1)
-        gains = torch.cat([gain.unsqueeze(-1), torch.ones_like(radius[:, 1:])], dim=-1)
-        return torch.cat([b * gains.unsqueeze(-1), a], dim=-1)
+        cos = torch.cos(angle)
+        a = torch.stack([torch.ones_like(radius), -2 * radius * cos, radius.square()], dim=-1)
+        # min_w |A(e^jw)|: (1 - r^2) sin(theta) at the resonance when it lies inside (0, pi), else at w = 0 or pi.
+        resonance_inside = (1 + radius.square()) * cos.abs() <= 2 * radius
+        trough = torch.where(resonance_inside, (1 - radius.square()) * torch.sin(angle),
+                             1 - 2 * radius * cos.abs() + radius.square())
+        b = torch.cat([torch.ones_like(radius).unsqueeze(-1), self.numerator], dim=-1)
+        scale = trough / torch.linalg.vector_norm(b, dim=-1)
+        scale = torch.cat([scale[:, :1] * gain.to(scale.dtype).unsqueeze(-1), scale[:, 1:]], dim=-1)
+        return torch.cat([b * scale.unsqueeze(-1), a], dim=-1)
 
     def _compute_sos(self) -> Tensor:
-        return self._sections(self.gain)
+        return self._sections(torch.pow(10.0, self.gain_db / 20))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_sections={self.n_sections}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Optional
 
 import torch
@@ -15,7 +16,9 @@ from .filterbanks import BiquadFilterbank, Filterbank
 __all__ = ["FrontEnd"]
 
 _PCEN = ("smooth", "alpha", "delta", "root")
-_STATE_KEYS = ("filterbank", "bands", "samples", "frames", "pcen")
+# PCEN's delta lives in [1e-3, 1e3] (log-domain tanh): exp of a raw parameter alone overflows under a wild step.
+_LOG_DELTA_BOUND = math.log(1e3)
+_STATE_KEYS = ("origin", "filterbank", "bands", "samples", "frames", "pcen")
 
 
 class FrontEnd(nn.Module):
@@ -77,6 +80,11 @@ class FrontEnd(nn.Module):
         elif getattr(filterbank, "sample_rate", self.sample_rate) != self.sample_rate:
             raise ValueError(f"the filterbank's sample_rate ({filterbank.sample_rate:g}) differs from the front-end's "
                              f"({self.sample_rate:g})")
+        else:
+            bank_dtype = next((t.dtype for t in (*filterbank.parameters(), *filterbank.buffers())), dtype)
+            if bank_dtype != dtype:
+                raise TypeError(f"the filterbank computes in {bank_dtype} but dtype is {dtype}; pass dtype={bank_dtype} "
+                                f"or a filterbank of {dtype} (e.g. built with dtype={dtype})")
         self.filterbank = filterbank
         pcen = compression == "pcen"
         learn = learned(type(self).__name__, _PCEN if learn is None and pcen else (learn or ()), _PCEN,
@@ -89,7 +97,8 @@ class FrontEnd(nn.Module):
             # Initial values of Wang et al. (2017) and LEAF: alpha 0.96, delta
             # 2, root 0.5; smoothing over about 25 frames.
             init = {"smooth": torch.logit(torch.tensor(0.04)), "alpha": torch.logit(torch.tensor(0.96)),
-                    "delta": torch.log(torch.tensor(2.0)), "root": torch.logit(torch.tensor(0.5))}
+                    "delta": _LOG_DELTA_BOUND * torch.atanh(torch.tensor(math.log(2.0) / _LOG_DELTA_BOUND)),
+                    "root": torch.logit(torch.tensor(0.5))}
             for name, value in init.items():
                 parameter_or_buffer(self, f"raw_{name}", torch.full((self.n_filters,), float(value), dtype=dtype),
                                     name in learn)
@@ -99,9 +108,10 @@ class FrontEnd(nn.Module):
         return self.filterbank.n_filters
 
     def pcen_parameters(self) -> dict[str, Tensor]:
-        """PCEN's (n_filters,) parameters, constrained: smooth and alpha in (0, 1), delta > 0, root in (0, 1)."""
+        """PCEN's (n_filters,) parameters, constrained: smooth and alpha in (0, 1), delta in [1e-3, 1e3], root in (0, 1)."""
         return {"smooth": torch.sigmoid(self.raw_smooth), "alpha": torch.sigmoid(self.raw_alpha),
-                "delta": torch.exp(self.raw_delta), "root": torch.sigmoid(self.raw_root)}
+                "delta": torch.exp(_LOG_DELTA_BOUND * torch.tanh(self.raw_delta / _LOG_DELTA_BOUND)),
+                "root": torch.sigmoid(self.raw_root)}
 
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Features of ``x``: (..., time) -> (..., n_filters, 1 + time // hop_length).
@@ -142,6 +152,36 @@ class FrontEnd(nn.Module):
             return features.pcen(energy, floor=self.floor, zi=pcen_state, **self.pcen_parameters())
         return energy, None
 
+    def _origin(self) -> dict:
+        """What a state records of the front-end that made it: the settings its frames depend on."""
+        return {"n_filters": self.n_filters, "hop_length": self.hop_length, "window": self.window.shape[0],
+                "energy": self.energy, "compression": self.compression}
+
+    def _check_state(self, state: State, x: Optional[Tensor]):
+        """``(filterbank state, pcen state, samples, frames)`` of a state given back (with the next samples
+        ``x``, or None from :meth:`finish`); a mismatch is an error naming what differs."""
+        owner = type(self).__name__
+        if state is None:
+            raise TypeError(f"{owner}.finish needs the state that stream returned; got None (nothing was streamed)")
+        _checks.state(owner, state, _STATE_KEYS)
+        _checks.state_origin(owner, state["origin"], self._origin())
+        samples = _checks.integer(f"{owner} state['samples']", state["samples"], 0)
+        frames = _checks.integer(f"{owner} state['frames']", state["frames"], 0)
+        bands, pcen_state, dtype = state["bands"], state["pcen"], self.window.dtype
+        if x is None:   # finish: the batch and device are the state's own
+            _checks.state_entry(owner, "bands", bands, None, dtype, getattr(bands, "device", None))
+            batch, device = bands.shape[:-2], bands.device
+        else:
+            batch, device = x.shape[:-1], x.device
+        shape = batch + (self.n_filters, samples + self.window.shape[0] // 2 - frames * self.hop_length)
+        _checks.state_entry(owner, "bands", bands, shape, dtype, device)
+        if self.compression == "pcen" and frames and pcen_state is None:
+            raise ValueError(f"{owner} state['pcen'] is None but {frames} frames were emitted: a PCEN front-end's "
+                             "state holds its smoother's state")
+        if pcen_state is not None:
+            _checks.state_entry(owner, "pcen", pcen_state, batch + (self.n_filters, 1), dtype, device)
+        return state["filterbank"], pcen_state, samples, frames
+
     def _frames(self, buffer: Tensor, n_frames: int) -> Tensor:
         """Frames whose windows start at buffer[..., 0], buffer[..., hop], ...: (..., n_frames)."""
         return features.frame_energy(buffer, self.hop_length, energy=self.energy, window=self.window, offset=0,
@@ -164,19 +204,12 @@ class FrontEnd(nn.Module):
         """
         _checks.module_input(x)
         offset, length, hop = self.window.shape[0] // 2, self.window.shape[0], self.hop_length
-        owner = type(self).__name__
         if state is None:
             filterbank_state, pcen_state, samples, frames = None, None, 0, 0
             buffer = torch.zeros(x.shape[:-1] + (self.n_filters, offset), dtype=self.window.dtype, device=x.device)
         else:
-            _checks.state(owner, state, _STATE_KEYS)
-            filterbank_state, pcen_state = state["filterbank"], state["pcen"]
-            samples, frames = int(state["samples"]), int(state["frames"])
-            shape = x.shape[:-1] + (self.n_filters, samples + offset - frames * hop)
-            buffer = _checks.state_entry(owner, "bands", state["bands"], shape, self.window.dtype, x.device)
-            if pcen_state is not None:
-                _checks.state_entry(owner, "pcen", pcen_state, x.shape[:-1] + (self.n_filters, 1), self.window.dtype,
-                                    x.device)
+            filterbank_state, pcen_state, samples, frames = self._check_state(state, x)
+            buffer = state["bands"]
         bands, filterbank_state = self.filterbank.stream(x, filterbank_state)
         buffer = torch.cat([buffer, bands], dim=-1)
         samples += x.shape[-1]
@@ -185,8 +218,8 @@ class FrontEnd(nn.Module):
         n_new = max(0, complete - frames)
         energy = self._frames(buffer, n_new)
         out, pcen_state = self._compress(energy, pcen_state)
-        state = State(filterbank=filterbank_state, bands=buffer[..., n_new * hop :], samples=samples,
-                      frames=frames + n_new, pcen=pcen_state)
+        state = State(origin=self._origin(), filterbank=filterbank_state, bands=buffer[..., n_new * hop :],
+                      samples=samples, frames=frames + n_new, pcen=pcen_state)
         return out, state
 
     def finish(self, state: State) -> Tensor:
@@ -195,10 +228,10 @@ class FrontEnd(nn.Module):
         Returns:
             (..., n_filters, 1 + samples // hop_length - frames emitted so far).
         """
-        _checks.state(type(self).__name__, state, _STATE_KEYS)
-        remaining = 1 + int(state["samples"]) // self.hop_length - int(state["frames"])
+        _, pcen_state, samples, frames = self._check_state(state, None)
+        remaining = 1 + samples // self.hop_length - frames
         energy = self._frames(state["bands"], remaining)
-        return self._compress(energy, state["pcen"])[0]
+        return self._compress(energy, pcen_state)[0]
 
     def extra_repr(self) -> str:
         return f"hop_length={self.hop_length}, energy={self.energy!r}, compression={self.compression!r}"
