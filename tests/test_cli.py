@@ -392,3 +392,168 @@ def test_outputs_inside_an_input_folder_are_not_filtered_again(tmp_path):
     assert cli.main(arguments + ["--overwrite"]) == 0
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.flac")) == [Path("a.flac"),
                                                                                  Path("filtered/a.flac")]
+
+
+# --------------------------------------------------------------------------
+# Reliability: no silent bad output, no traceback for a user's mistake, files others can read.
+
+
+def _usage_error(arguments, capsys) -> str:
+    with pytest.raises(SystemExit) as raised:
+        cli.main(arguments)
+    assert raised.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--f-min", "5000", "--f-max", "100"], "--f-min must be below --f-max; got 5000 and 100 Hz"),
+    (["--f-min", "nan"], "--f-min must be > 0 Hz; got nan"),
+    (["--f-min", "-10"], "--f-min must be > 0 Hz; got -10.0"),
+    (["--f-max", "9000", "--sample-rate", "16000"], "at 16000 Hz: need 0 < f_min < f_max < sample_rate / 2 = 8000 Hz"),
+])
+def test_extract_options_that_cannot_work_are_usage_errors_before_any_file(tmp_path, capsys, options, message):
+    err = _usage_error(["extract", str(SPEECH), "--out", str(tmp_path / "out"), *options], capsys)
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists(), "nothing was written"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--design", "peaking", "--cutoff", "1000", "--q", "0"], "--q must be > 0; got 0.0"),
+    (["--design", "butter", "--cutoff", "-100"], "--cutoff must be > 0 Hz; got -100.0"),
+    (["--design", "butter", "--btype", "bandpass", "--cutoff", "3000", "300"], "--cutoff low must be below high"),
+    (["--design", "cheby1", "--cutoff", "300", "--ripple", "0"], "--ripple must be > 0 dB; got 0.0"),
+    (["--design", "lowshelf", "--cutoff", "300", "--gain", "inf"], "--gain must be finite; got inf"),
+])
+def test_filter_options_that_cannot_work_are_usage_errors_before_any_file(tmp_path, capsys, options, message):
+    err = _usage_error(["filter", str(SPEECH), "--out", str(tmp_path / "out"), *options], capsys)
+    assert message in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([[1, 0, 0, 1, float("nan"), 0]], "row 0 holds non-finite coefficients"),
+    ([[1, 0, 0, 1, -2.5, 1.5]], "row 0 is unstable: a pole at radius 1.5 (>= 1)"),
+    ([[1, 0, 0, 1, -0.5, 0], [1, 0, 0, 0, 0.1, 0]], "row 1 has a0 = 0"),
+])
+def test_an_sos_file_that_cannot_filter_is_a_usage_error(tmp_path, capsys, rows, message):
+    np.save(tmp_path / "sos.npy", np.array(rows, dtype=np.float64))
+    err = _usage_error(["filter", str(SPEECH), "--out", str(tmp_path / "out"), "--sos", str(tmp_path / "sos.npy")],
+                       capsys)
+    assert message in err
+
+
+def test_filter_never_writes_a_signal_that_is_not_finite(tmp_path, capsys):
+    source = tmp_path / "tone.wav"
+    soundfile.write(source, 0.5 * np.sin(np.linspace(0, 100 * np.pi, 4000)), 8000, subtype="FLOAT")
+    np.save(tmp_path / "huge.npy", np.array([[1e300, 0, 0, 1, 0, 0]]))
+    assert cli.main(["filter", str(source), "--out", str(tmp_path / "out"), "--sos", str(tmp_path / "huge.npy")]) == 1
+    assert "the filtered signal is not finite in FLOAT" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tone.wav").exists()
+
+
+def test_clipping_warning_counts_the_clipped_samples(tmp_path, capsys):
+    source = tmp_path / "tone.wav"
+    soundfile.write(source, 0.5 * np.sin(np.linspace(0, 100 * np.pi, 4000)), 8000, subtype="PCM_16")
+    np.save(tmp_path / "gain.npy", np.array([[4.0, 0, 0, 1, 0, 0]]))
+    assert cli.main(["filter", str(source), "--out", str(tmp_path / "out"), "--sos", str(tmp_path / "gain.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "peaks at 2 (> 1) and PCM_16 clips" in err and "% of its samples" in err
+
+
+def test_an_output_that_is_not_a_folder_is_a_usage_error(tmp_path, capsys):
+    clip = tmp_path / "v.wav"
+    shutil.copy(SPEECH / "en_us_male.flac", tmp_path / "v.flac")
+    soundfile.write(clip, np.zeros(800, dtype=np.float32), 8000)
+    assert "--out" in _usage_error(["extract", str(clip), "--out", str(clip)], capsys)
+    assert "is a file; give a folder" in _usage_error(["filter", str(clip), "--out", str(clip), "--design", "notch",
+                                                       "--cutoff", "50"], capsys)
+    assert "cannot write there" in _usage_error(["extract", str(clip), "--out", str(clip / "sub")], capsys)
+    pytest.importorskip("matplotlib")
+    assert "is a folder; give the PNG file" in _usage_error(["response", "--out", str(tmp_path)], capsys)
+
+
+def test_an_output_folder_unwritable_midway_fails_those_files_only(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    for part in ("a", "b"):
+        (corpus / part).mkdir(parents=True)
+        for index in range(2):
+            soundfile.write(corpus / part / f"{index}.wav", np.random.default_rng(index).normal(0, 0.1, 800), 8000)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").write_text("a file where extract needs a folder")   # unwritable as a folder, even for root
+    assert cli.main(["extract", str(corpus), "--out", str(out), "--n-filters", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {out / 'a' / '0.npy'}" in err
+    statuses = {r["input"].split("corpus/")[1]: r["status"] for r in read_manifest(out / "manifest.jsonl")}
+    assert statuses == {"a/0.wav": "error", "a/1.wav": "error", "b/0.wav": "ok", "b/1.wav": "ok"}
+    assert (out / "b" / "0.npy").exists() and (out / "b" / "1.npy").exists()
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        assert cli.main(["extract", str(SPEECH / "en_us_male.flac"), "--out", str(tmp_path / "f"), "--n-filters",
+                         "8"]) == 0
+        assert cli.main(["filter", str(SPEECH / "en_us_male.flac"), "--out", str(tmp_path / "a"), "--design", "notch",
+                         "--cutoff", "50"]) == 0
+        written = [tmp_path / "f" / "en_us_male.npy", tmp_path / "f" / "manifest.jsonl",
+                   tmp_path / "a" / "en_us_male.flac"]
+        if __import__("importlib").util.find_spec("matplotlib"):
+            assert cli.main(["response", "--out", str(tmp_path / "r.png"), "--n-filters", "4"]) == 0
+            written.append(tmp_path / "r.png")
+    finally:
+        os.umask(previous)
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {path.name: "0o644" for path in written}
+
+
+def test_features_that_are_not_finite_are_not_written(tmp_path, capsys, monkeypatch):
+    from filterbank.cli import extract
+
+    class Broken(torch.nn.Module):
+        def forward(self, x, lengths=None):
+            return torch.full(x.shape[:-1] + (4, 1 + x.shape[-1] // 160), float("nan"))
+
+    monkeypatch.setattr(extract, "_front_end", lambda options, rate: Broken())
+    assert cli.main(["extract", str(SPEECH / "en_us_male.flac"), "--out", str(tmp_path), "--n-filters", "4"]) == 1
+    assert "its features are not finite (nothing written)" in capsys.readouterr().err
+    assert not (tmp_path / "en_us_male.npy").exists()
+
+
+def test_sigterm_stops_the_workers_at_once_and_leaves_whole_files(tmp_path):
+    import os
+    import signal
+    import time
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    soundfile.write(corpus / "source.flac", (0.3 * np.sin(np.arange(16000 * 30) * 0.05)).astype(np.float32), 16000)
+    for index in range(160):   # hard links: distinct inputs, one file's worth of disk
+        os.link(corpus / "source.flac", corpus / f"clip{index:03d}.flac")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "filterbank", "extract", str(corpus), "--out", str(out),
+                                "--workers", "2", "--batch-size", "1", "--n-filters", "128"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, "the run stops promptly"
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "stopped by SIGTERM after" in err
+    assert not [path for path in out.iterdir() if path.name.startswith(".")], "no temporary file is left"
+    for path in out.glob("*.npy"):
+        assert np.load(path).shape == (128, 1 + 16000 * 30 // 160)
+    time.sleep(0.5)
+
+    def command_line(pid: str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:   # gone meanwhile
+            return b""
+
+    # Forked workers carry the parent's command line, --out included.
+    workers = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(out).encode() in command_line(pid)]
+    assert not workers, "no worker outlives the run"

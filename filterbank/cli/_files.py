@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-__all__ = ["AUDIO_SUFFIXES", "find_audio", "shard", "write_atomically", "output_paths", "read_audio", "progress",
-           "order_by_length", "summary"]
+__all__ = ["AUDIO_SUFFIXES", "find_audio", "shard", "write_atomically", "write_or_fail", "check_output_folder",
+           "output_paths", "read_audio", "progress", "order_by_length", "summary"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
 
@@ -49,17 +49,49 @@ def shard(files: list, rank: int, world_size: int) -> list:
 
 
 def write_atomically(path: Path, write) -> None:
-    """``write(temporary_path)`` then rename, so a reader never sees a partial file."""
+    """``write(temporary_path)``, then rename it to ``path``: a reader never sees a partial file.
+
+    The temporary file is created with mode 0666 less the umask, as any file
+    a program writes (0644 under umask 022), and removed if anything fails.
+    Raises OSError when ``path`` cannot be written (see :func:`write_or_fail`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(handle)
+    while True:
+        temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:  # a name another writer holds: draw again
+            continue
     try:
-        write(temporary)
+        write(str(temporary))
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        if temporary.exists():
+            temporary.unlink()
         raise
+
+
+def write_or_fail(path: Path, write) -> Optional[str]:
+    """:func:`write_atomically`; None when written, else why not (``cannot write out/a.npy: Permission denied``)."""
+    try:
+        write_atomically(path, write)
+        return None
+    except OSError as error:
+        return f"cannot write {path}: {error.strerror or error}"
+
+
+def check_output_folder(out: Path, parser) -> None:
+    """``--out`` is a folder that can be written (created if need be), else a usage error before any work."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a folder (the outputs are written inside it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".filterbank-probe.{os.getpid()}.{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as error:
+        parser.error(f"--out {out}: cannot write there: {error.strerror or error}")
 
 
 def output_paths(files: list[Path], inputs: Iterable[str], out: Path, suffix: Optional[str]) -> tuple[
@@ -161,15 +193,19 @@ def order_by_length(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return sorted(pairs, key=key)
 
 
-def summary(records: list[dict], elapsed: float, manifest: Optional[Path] = None) -> int:
-    """Print ``12 done, 0 skipped, 2 failed ...`` and each failure; the exit code: 1 if any file failed."""
+def summary(records: list[dict], elapsed: float, manifest: Optional[Path] = None,
+            manifest_error: Optional[str] = None) -> int:
+    """Print ``12 done, 0 skipped, 2 failed ...`` and each failure; the exit code: 1 if any file (or the
+    manifest) failed."""
     ok = [r for r in records if r["status"] == "ok"]
     skipped = [r for r in records if r["status"] == "skipped"]
     failed = [r for r in records if r["status"] == "error"]
     seconds = sum(r.get("seconds", 0.0) for r in ok)
     speed = f", {seconds / elapsed:.0f} x real time" if ok and elapsed > 0 else ""
     print(f"{len(ok)} done, {len(skipped)} skipped, {len(failed)} failed in {elapsed:.1f} s "
-          f"({seconds:.1f} s of audio{speed})" + (f"; manifest: {manifest}" if manifest else ""))
+          f"({seconds:.1f} s of audio{speed})" + (f"; manifest: {manifest}" if manifest and not manifest_error else ""))
     for record in failed:
         print(f"error: {record['input']}: {record['reason']}", file=sys.stderr)
-    return 1 if failed else 0
+    if manifest_error:
+        print(f"error: the manifest: {manifest_error}", file=sys.stderr)
+    return 1 if failed or manifest_error else 0

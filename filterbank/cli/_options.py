@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import design
+from .. import _checks, design
 
-__all__ = ["positive_int", "non_negative_int", "BANK_KINDS", "DESIGNS", "add_bank_options", "make_bank",
+__all__ = ["positive_int", "non_negative_int", "BANK_KINDS", "DESIGNS", "add_bank_options", "check_bank_options",
+           "make_bank",
            "add_design_options", "check_design_options", "design_sos", "design_title", "read_sos", "check_device"]
 
 GAMMATONE = "gammatone"
@@ -59,6 +60,21 @@ def add_bank_options(parser: argparse.ArgumentParser, n_filters: int = 64) -> No
                         help="biquad kind, or gammatone (4th-order gammatones: four biquads each) (default bandpass)")
 
 
+def check_bank_options(args, parser: argparse.ArgumentParser, sample_rate=None) -> None:
+    """The bank options, before any work: frequencies finite and positive, --f-min below --f-max; with a
+    known ``sample_rate``, the bank itself (every rule of the library's)."""
+    try:
+        for name in ("f_min", "f_max"):
+            if getattr(args, name) is not None:
+                _checks.number("--" + name.replace("_", "-"), getattr(args, name), 0.0, unit="Hz")
+        if args.f_min is not None and args.f_max is not None and not args.f_min < args.f_max:
+            raise ValueError(f"--f-min must be below --f-max; got {args.f_min:g} and {args.f_max:g} Hz")
+        if sample_rate is not None:
+            make_bank(args.kind, args.n_filters, sample_rate, args.scale, args.f_min, args.f_max)
+    except ValueError as error:
+        parser.error(str(error) if sample_rate is None else f"at {sample_rate} Hz: {error}")
+
+
 def make_bank(kind: str, n_filters: int, sample_rate: int, scale: str, f_min, f_max):
     """The fixed (nothing learnt) filterbank module the bank options describe."""
     from ..nn import BiquadFilterbank, GammatoneFilterbank
@@ -87,28 +103,50 @@ def add_design_options(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--sos", default=None, help="a .npy/.txt/.csv of rows [b0 b1 b2 a0 a1 a2] instead of --design")
 
 
-def check_design_options(args, parser: argparse.ArgumentParser) -> None:
-    """At most one of --design and --sos; --design has as many --cutoff values as it needs; a --sos file reads."""
+def check_design_options(args, parser: argparse.ArgumentParser, sample_rate=None) -> None:
+    """The filter options, before any work: at most one of --design and --sos; a --sos file that reads and
+    is stable; --design's parameters in range, with as many --cutoff values as it needs; with a known
+    ``sample_rate``, the design itself."""
     if args.design is not None and args.sos is not None:
         parser.error("give at most one of --design and --sos")
-    if args.sos is not None:
-        try:
+    try:
+        if args.sos is not None:
             read_sos(args.sos)
-        except ValueError as error:
-            parser.error(str(error))
-    if args.design is None:
-        return
-    if not args.cutoff:
-        parser.error(f"--design {args.design} needs --cutoff")
-    classic = args.design in design.CLASSIC
-    needed = 2 if classic and args.btype == "bandpass" else 1
-    if len(args.cutoff) != needed:
-        parser.error(f"--design {args.design}" + (f" --btype {args.btype}" if classic else "") + f" needs {needed} "
-                     "--cutoff value" + ("s (low high)" if needed == 2 else "") + f"; got {len(args.cutoff)}")
+        if args.design is None:
+            return
+        if not args.cutoff:
+            raise ValueError(f"--design {args.design} needs --cutoff")
+        classic = args.design in design.CLASSIC
+        needed = 2 if classic and args.btype == "bandpass" else 1
+        if len(args.cutoff) != needed:
+            raise ValueError(f"--design {args.design}" + (f" --btype {args.btype}" if classic else "") + f" needs "
+                             f"{needed} --cutoff value" + ("s (low high)" if needed == 2 else "") +
+                             f"; got {len(args.cutoff)}")
+        for value in args.cutoff:
+            _checks.number("--cutoff", value, 0.0, unit="Hz")
+        if needed == 2 and not args.cutoff[0] < args.cutoff[1]:
+            raise ValueError(f"--cutoff low must be below high; got {args.cutoff[0]:g} and {args.cutoff[1]:g} Hz")
+        if classic and design.CLASSIC[args.design].parameter is not None:
+            option = _FAMILY_OPTIONS[design.CLASSIC[args.design].parameter]
+            _checks.number("--" + option, getattr(args, option), 0.0, unit="dB")
+        elif args.design in design.BIQUADS:
+            _checks.number("--q", args.q, 0.0)
+            if design.BIQUADS[args.design].takes_gain:
+                _checks.number("--gain", args.gain, unit="dB")
+        if sample_rate is not None:
+            try:
+                design_sos(args, sample_rate)
+            except ValueError as error:
+                raise ValueError(f"at {sample_rate} Hz: {error}") from None
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def read_sos(name: str):
-    """The cascade in an --sos file (.npy, or text/.csv rows): (n_sections, 6) float64."""
+    """The cascade in an --sos file (.npy, or text/.csv rows): (n_sections, 6) float64, finite and stable.
+
+    Raises ValueError naming the file and what is wrong with it.
+    """
     import numpy as np
     import torch
 
@@ -116,13 +154,22 @@ def read_sos(name: str):
     try:
         values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix ==
                                                                       ".csv" else None, ndmin=2)
-    except (OSError, ValueError) as error:
+        values = np.asarray(values, dtype=np.float64)
+    except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"--sos {path}: cannot read it: {error}") from None
-    sos = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    if sos.ndim != 2 or sos.shape[-1] != 6:
+    if values.ndim != 2 or values.shape[-1] != 6 or values.shape[0] == 0:
         raise ValueError(f"--sos {path}: expected rows of 6 coefficients [b0 b1 b2 a0 a1 a2]; got shape "
-                         f"{tuple(sos.shape)}")
-    return sos
+                         f"{tuple(values.shape)}")
+    for row, section in enumerate(values):
+        if not np.isfinite(section).all():
+            raise ValueError(f"--sos {path}: row {row} holds non-finite coefficients {section.tolist()}")
+        if section[3] == 0:
+            raise ValueError(f"--sos {path}: row {row} has a0 = 0 (the fourth coefficient divides the section)")
+        radius = float(np.abs(np.roots(section[3:])).max()) if np.any(section[4:]) else 0.0
+        if radius >= 1:
+            raise ValueError(f"--sos {path}: row {row} is unstable: a pole at radius {radius:.4g} (>= 1), so its "
+                             "output grows without bound")
+    return torch.from_numpy(values)
 
 
 def design_sos(args, sample_rate: int):

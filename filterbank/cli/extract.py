@@ -13,16 +13,22 @@ alone, and a file too long for ``--memory-mb`` is streamed through
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .. import features
-from ._files import find_audio, order_by_length, output_paths, progress, read_audio, shard, summary, write_atomically
-from ._options import add_bank_options, check_device, make_bank, non_negative_int, positive_int
+from ._files import (
+    check_output_folder, find_audio, order_by_length, output_paths, progress, read_audio, shard, summary, write_or_fail,
+)
+from ._options import add_bank_options, check_bank_options, check_device, make_bank, non_negative_int, positive_int
 
 __all__ = ["add_parser"]
 
@@ -81,6 +87,9 @@ def check(args, parser: argparse.ArgumentParser) -> None:
     if args.device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
         args.device = f"cuda:{os.environ['LOCAL_RANK']}"   # under torchrun: one GPU per process
     check_device(args, parser)
+    # With --sample-rate every file is (or is resampled to) that rate: the whole bank is checked here.
+    check_bank_options(args, parser, args.sample_rate)
+    check_output_folder(Path(args.out), parser)   # last: it creates the folder
 
 
 @dataclass
@@ -131,10 +140,15 @@ def _extract_group(args) -> list[dict]:
 
     def write(file, x, rate, target, feature):
         feature = feature[0] if x.shape[0] == 1 else feature   # (n_filters, frames) for one channel
-        if options.format == "npy":
-            write_atomically(target, lambda temporary: np.save(temporary, feature.numpy()))
+        if not bool(torch.isfinite(feature).all()):
+            failure = "its features are not finite (nothing written)"
+        elif options.format == "npy":
+            failure = write_or_fail(target, lambda temporary: np.save(temporary, feature.numpy()))
         else:
-            write_atomically(target, lambda temporary: torch.save(feature.clone(), temporary))
+            failure = write_or_fail(target, lambda temporary: torch.save(feature.clone(), temporary))
+        if failure:
+            records.append({"input": str(file), "output": str(target), "status": "error", "reason": failure})
+            return
         records.append({"input": str(file), "output": str(target), "shape": list(feature.shape),
                         "sample_rate": rate, "seconds": x.shape[-1] / rate, "status": "ok"})
 
@@ -218,26 +232,72 @@ def run(args) -> int:
     group_size = max(args.batch_size, 1) * 4
     groups = [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
     records: list[dict] = [{"input": name, "status": "error", "reason": reason} for name, reason in problems]
-    done = 0
-    if args.workers > 1 and len(groups) > 1:
-        import multiprocessing
+    done, stopped = 0, None
+    with _stop_on_signals():
+        try:
+            if args.workers > 1 and len(groups) > 1:
+                import multiprocessing
 
-        context = multiprocessing.get_context("fork" if _fork_is_safe(args.device) else "spawn")
-        with context.Pool(args.workers, initializer=_limit_threads) as pool:
-            for group_records in pool.imap(_extract_group, [(g, options) for g in groups]):
-                records.extend(group_records)
-                done += len(group_records)
-                progress(done, len(pairs), start)
-    else:
-        for group in groups:
-            group_records = _extract_group((group, options))
-            records.extend(group_records)
-            done += len(group_records)
-            progress(done, len(pairs), start)
+                context = multiprocessing.get_context("fork" if _fork_is_safe(args.device) else "spawn")
+                # Leaving the block (a signal included) terminates the workers at once.
+                with context.Pool(args.workers, initializer=_start_worker) as pool:
+                    for group_records in pool.imap(_extract_group, [(g, options) for g in groups]):
+                        records.extend(group_records)
+                        done += len(group_records)
+                        progress(done, len(pairs), start)
+            else:
+                for group in groups:
+                    group_records = _extract_group((group, options))
+                    records.extend(group_records)
+                    done += len(group_records)
+                    progress(done, len(pairs), start)
+        except (_Stopped, KeyboardInterrupt) as stop:
+            stopped = stop.signal if isinstance(stop, _Stopped) else signal.SIGINT
     manifest = out / (f"manifest.rank{args.rank}.jsonl" if args.world_size > 1 else "manifest.jsonl")
     lines = "".join(json.dumps(record) + "\n" for record in records)
-    write_atomically(manifest, lambda temporary: Path(temporary).write_text(lines))
-    return summary(records, time.perf_counter() - start, manifest)
+    failure = write_or_fail(manifest, lambda temporary: Path(temporary).write_text(lines))
+    if stopped is not None:
+        listed = f"listed in {manifest}" if not failure else f"no manifest: {failure}"
+        print(f"\nstopped by {signal.Signals(stopped).name} after {done} of {len(pairs)} files ({listed}); every "
+              "output written is whole, and a rerun skips those that exist", file=sys.stderr)
+        return 128 + stopped
+    return summary(records, time.perf_counter() - start, manifest, failure)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: unwind (temporary files are removed on the way) and report."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal = signal_number
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM raises :class:`_Stopped` in the main thread while extraction runs (SIGINT is KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number, frame):
+        raise _Stopped(signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_worker() -> None:
+    """A worker process: one core's worth of threads; the parent handles Ctrl-C, SIGTERM ends it cleanly."""
+    import numba
+    import torch
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))  # unwinds: temporary files go
 
 
 def _fork_is_safe(device: str) -> bool:
@@ -254,12 +314,3 @@ def _fork_is_safe(device: str) -> bool:
     except ImportError:
         return False
     return not getattr(parallel, "_is_initialized", True)
-
-
-def _limit_threads() -> None:
-    # Each worker process takes one core's worth of threads.
-    import numba
-    import torch
-
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._files import find_audio, output_paths, progress, read_audio, summary, write_atomically
+from ._files import check_output_folder, find_audio, output_paths, progress, read_audio, summary, write_or_fail
 from ._options import add_design_options, check_design_options, design_sos, read_sos
 
 __all__ = ["add_parser"]
@@ -36,13 +36,14 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def check(args, parser: argparse.ArgumentParser) -> None:
     if (args.design is None) == (args.sos is None):
         parser.error("give exactly one of --design and --sos")
-    check_design_options(args, parser)
+    check_design_options(args, parser)   # each file's rate is known only when it is read
     if args.subtype is not None:
         import soundfile
 
         if args.subtype not in soundfile.available_subtypes():
             parser.error(f"--subtype must be one of {', '.join(sorted(soundfile.available_subtypes()))}; got "
                          f"{args.subtype!r}")
+    check_output_folder(Path(args.out), parser)   # last: it creates the folder
 
 
 def run(args) -> int:
@@ -86,12 +87,18 @@ def run(args) -> int:
                 raise ValueError(f"{info.format} files cannot hold --subtype {subtype}; they take "
                                  f"{', '.join(soundfile.available_subtypes(info.format))}")
             peak = float(np.abs(audio).max()) if audio.size else 0.0
+            if not np.isfinite(audio).all() or (subtype == "FLOAT" and peak > float(np.finfo(np.float32).max)):
+                raise ValueError(f"the filtered signal is not finite{' in ' + subtype if np.isfinite(peak) else ''} "
+                                 "(the filter's gain is too large for this signal); nothing written")
             if peak > 1 and not subtype.startswith(("FLOAT", "DOUBLE")):
                 # Fixed-point formats clip at full scale: say so rather than clip silently.
-                print(f"warning: {file}: the output peaks at {peak:.3g} (> 1); {subtype} clips it (lower the "
-                      "gain, or pass --subtype FLOAT)", file=sys.stderr)
-            write_atomically(target, lambda temporary: soundfile.write(temporary, audio, rate, subtype=subtype,
-                                                                        format=info.format))
+                clipped = float((np.abs(audio) > 1).mean())
+                print(f"warning: {file}: the output peaks at {peak:.3g} (> 1) and {subtype} clips {clipped:.2%} of "
+                      "its samples (lower the gain, or pass --subtype FLOAT)", file=sys.stderr)
+            failure = write_or_fail(target, lambda temporary: soundfile.write(temporary, audio, rate,
+                                                                              subtype=subtype, format=info.format))
+            if failure:
+                raise ValueError(failure)
             records.append({"input": str(file), "output": str(target), "status": "ok", "seconds": x.shape[-1] / rate,
                             "sample_rate": rate})
         except (ValueError, RuntimeError) as error:   # RuntimeError: libsndfile cannot write that subtype

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._files import write_atomically
+from ._files import write_or_fail
 from ._options import (
-    add_bank_options, add_design_options, check_design_options, design_sos, design_title, make_bank, positive_int,
+    add_bank_options, add_design_options, check_bank_options, check_design_options, design_sos, design_title,
+    make_bank, positive_int,
 )
 
 __all__ = ["add_parser"]
@@ -21,8 +22,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
     add_bank_options(parser, n_filters=40)
     parser.add_argument("--linear", action="store_true", help="linear frequency axis")
     add_design_options(parser, required=False)
-    parser.set_defaults(check=check_design_options, run=run)
+    parser.set_defaults(check=check, run=run)
     return parser
+
+
+def check(args, parser: argparse.ArgumentParser) -> None:
+    out = Path(args.out)
+    if out.is_dir():
+        parser.error(f"--out {out} is a folder; give the PNG file to write")
+    if args.design is None and args.sos is None:
+        check_bank_options(args, parser, args.sample_rate)
+    check_design_options(args, parser, args.sample_rate)
 
 
 class _Designed:
@@ -62,6 +72,9 @@ def run(args) -> int:
         plot_responses(bank, axis, log_frequency=not args.linear, title=title)
     figure.tight_layout()
     out = Path(args.out)
-    write_atomically(out, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    failure = write_or_fail(out, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    if failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print(f"drawn: {out}")
     return 0
