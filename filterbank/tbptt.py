@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 from torch import Tensor
 
 from . import _checks
-from .streaming import detach
+from .streaming import State, detach
 
 __all__ = ["chunks", "tbptt"]
 
@@ -78,6 +78,9 @@ def tbptt(
     if not callable(stream) or not callable(step):
         raise TypeError(f"stream and step must be callables; got {type(stream).__name__} and {type(step).__name__}")
     chunk_size = _checks.integer("chunk_size", chunk_size, 1, optional=True)
+    if state is not None and not isinstance(state, (State, Tensor)):
+        raise TypeError(f"state must be None, a filterbank.streaming.State or a tensor (a zf); got "
+                        f"{type(state).__name__}")
     if isinstance(signal, Tensor):
         if chunk_size is None:
             raise ValueError("chunk_size is needed to cut a tensor signal into chunks")

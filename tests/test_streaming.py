@@ -221,3 +221,8 @@ def test_states_load_with_torchs_default_weights_only(tmp_path):
     rest, _ = front_end.stream(x[700:], loaded)
     again, _ = front_end.stream(x[700:], state)
     torch.testing.assert_close(rest, again, rtol=0, atol=0)
+
+
+def test_tbptt_refuses_a_state_that_is_not_one():
+    with pytest.raises(TypeError, match=r"state must be None, a filterbank.streaming.State or a tensor \(a zf\); got list"):
+        tbptt(lambda c, s: (c, s), torch.ones(10), 5, lambda o, i: None, state=[0.0])
