@@ -520,28 +520,43 @@ def test_features_that_are_not_finite_are_not_written(tmp_path, capsys, monkeypa
     assert not (tmp_path / "en_us_male.npy").exists()
 
 
+def _long_corpus(folder: Path, n_files: int) -> Path:
+    """``n_files`` hard links to one 30 s FLAC file: distinct inputs, one file's worth of disk."""
+    import os
+
+    folder.mkdir()
+    soundfile.write(folder / "source.flac", (0.3 * np.sin(np.arange(16000 * 30) * 0.05)).astype(np.float32), 16000)
+    for index in range(n_files):
+        os.link(folder / "source.flac", folder / f"clip{index:03d}.flac")
+    return folder
+
+
+def _terminate_after_the_first_output(command: list[str], out: Path, suffix: str):
+    """Run ``command``, send SIGTERM once ``out`` holds a finished output; (return code, stderr, seconds to stop)."""
+    import signal
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.glob("*" + suffix))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err, time.monotonic() - sent
+
+
 def test_sigterm_stops_the_workers_at_once_and_leaves_whole_files(tmp_path):
     import os
     import signal
     import time
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    soundfile.write(corpus / "source.flac", (0.3 * np.sin(np.arange(16000 * 30) * 0.05)).astype(np.float32), 16000)
-    for index in range(160):   # hard links: distinct inputs, one file's worth of disk
-        os.link(corpus / "source.flac", corpus / f"clip{index:03d}.flac")
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "filterbank", "extract", str(corpus), "--out", str(out),
-                                "--workers", "2", "--batch-size", "1", "--n-filters", "128"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while not any(out.glob("*.npy")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    _, err = process.communicate(timeout=60)
-    assert time.monotonic() - sent < 15, "the run stops promptly"
-    assert process.returncode == 128 + signal.SIGTERM, err
+    corpus, out = _long_corpus(tmp_path / "corpus", 160), tmp_path / "out"
+    code, err, seconds = _terminate_after_the_first_output(
+        [sys.executable, "-m", "filterbank", "extract", str(corpus), "--out", str(out), "--workers", "2",
+         "--batch-size", "1", "--n-filters", "128"], out, ".npy")
+    assert seconds < 15, "the run stops promptly"
+    assert code == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "stopped by SIGTERM after" in err
     assert not [path for path in out.iterdir() if path.name.startswith(".")], "no temporary file is left"
     for path in out.glob("*.npy"):
@@ -557,3 +572,16 @@ def test_sigterm_stops_the_workers_at_once_and_leaves_whole_files(tmp_path):
     # Forked workers carry the parent's command line, --out included.
     workers = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(out).encode() in command_line(pid)]
     assert not workers, "no worker outlives the run"
+
+
+def test_sigterm_stops_filter_with_one_line_and_no_temporary_file(tmp_path):
+    import signal
+
+    corpus, out = _long_corpus(tmp_path / "corpus", 200), tmp_path / "out"
+    code, err, _ = _terminate_after_the_first_output(
+        [sys.executable, "-m", "filterbank", "filter", str(corpus), "--out", str(out), "--design", "butter",
+         "--cutoff", "1000"], out, ".flac")
+    assert code == 128 + signal.SIGTERM and "Traceback" not in err and "stopped by SIGTERM after" in err, err
+    assert not [path for path in out.iterdir() if path.name.startswith(".")], "no temporary file is left"
+    for path in out.glob("*.flac"):
+        assert soundfile.info(str(path)).frames == 16000 * 30

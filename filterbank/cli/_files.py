@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Optional
 
 __all__ = ["AUDIO_SUFFIXES", "find_audio", "shard", "write_atomically", "write_or_fail", "check_output_folder",
-           "output_paths", "read_audio", "progress", "order_by_length", "summary"]
+           "output_paths", "read_audio", "progress", "order_by_length", "summary", "Stopped", "stop_on_signals",
+           "stopped_line"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
 
@@ -209,3 +213,35 @@ def summary(records: list[dict], elapsed: float, manifest: Optional[Path] = None
     if manifest_error:
         print(f"error: the manifest: {manifest_error}", file=sys.stderr)
     return 1 if failed or manifest_error else 0
+
+
+class Stopped(Exception):
+    """SIGTERM arrived: unwind (temporary files are removed on the way) and report."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal = signal_number
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM raises :class:`Stopped` in the main thread while extraction runs (SIGINT is KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number, frame):
+        raise Stopped(signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped_line(signal_number: int, done: int, total: int, manifest: str) -> int:
+    """Say how a run was stopped; its exit code (128 + the signal's number)."""
+    print(f"\nstopped by {signal.Signals(signal_number).name} after {done} of {total} files ({manifest}); every "
+          "output written is whole, and a rerun skips those that exist", file=sys.stderr)
+    return 128 + signal_number

@@ -13,12 +13,10 @@ alone, and a file too long for ``--memory-mb`` is streamed through
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,8 @@ from typing import Optional
 
 from .. import features
 from ._files import (
-    check_output_folder, find_audio, order_by_length, output_paths, progress, read_audio, shard, summary, write_or_fail,
+    Stopped, check_output_folder, find_audio, order_by_length, output_paths, progress, read_audio, shard,
+    stop_on_signals, stopped_line, summary, write_or_fail,
 )
 from ._options import add_bank_options, check_bank_options, check_device, make_bank, non_negative_int, positive_int
 
@@ -233,7 +232,7 @@ def run(args) -> int:
     groups = [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
     records: list[dict] = [{"input": name, "status": "error", "reason": reason} for name, reason in problems]
     done, stopped = 0, None
-    with _stop_on_signals():
+    with stop_on_signals():
         try:
             if args.workers > 1 and len(groups) > 1:
                 import multiprocessing
@@ -251,42 +250,15 @@ def run(args) -> int:
                     records.extend(group_records)
                     done += len(group_records)
                     progress(done, len(pairs), start)
-        except (_Stopped, KeyboardInterrupt) as stop:
-            stopped = stop.signal if isinstance(stop, _Stopped) else signal.SIGINT
+        except (Stopped, KeyboardInterrupt) as stop:
+            stopped = stop.signal if isinstance(stop, Stopped) else signal.SIGINT
     manifest = out / (f"manifest.rank{args.rank}.jsonl" if args.world_size > 1 else "manifest.jsonl")
     lines = "".join(json.dumps(record) + "\n" for record in records)
     failure = write_or_fail(manifest, lambda temporary: Path(temporary).write_text(lines))
     if stopped is not None:
-        listed = f"listed in {manifest}" if not failure else f"no manifest: {failure}"
-        print(f"\nstopped by {signal.Signals(stopped).name} after {done} of {len(pairs)} files ({listed}); every "
-              "output written is whole, and a rerun skips those that exist", file=sys.stderr)
-        return 128 + stopped
+        return stopped_line(stopped, done, len(pairs), f"listed in {manifest}" if not failure else
+                            f"no manifest: {failure}")
     return summary(records, time.perf_counter() - start, manifest, failure)
-
-
-class _Stopped(Exception):
-    """SIGTERM arrived: unwind (temporary files are removed on the way) and report."""
-
-    def __init__(self, signal_number: int):
-        super().__init__(signal_number)
-        self.signal = signal_number
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """SIGTERM raises :class:`_Stopped` in the main thread while extraction runs (SIGINT is KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signal_number, frame):
-        raise _Stopped(signal_number)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _start_worker() -> None:

@@ -8,11 +8,15 @@ designed once per sample rate.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
-from ._files import check_output_folder, find_audio, output_paths, progress, read_audio, summary, write_or_fail
+from ._files import (
+    Stopped, check_output_folder, find_audio, output_paths, progress, read_audio, stop_on_signals, stopped_line, summary,
+    write_or_fail,
+)
 from ._options import add_design_options, check_design_options, design_sos, read_sos
 
 __all__ = ["add_parser"]
@@ -47,20 +51,30 @@ def check(args, parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    files, problems = find_audio(args.inputs)
+    pairs, clashes = output_paths(files, args.inputs, Path(args.out), None)
+    records = [{"input": name, "status": "error", "reason": reason} for name, reason in problems + clashes]
+    start = time.perf_counter()
+    with stop_on_signals():
+        try:
+            _filter_files(args, pairs, records, start)
+        except (Stopped, KeyboardInterrupt) as stop:
+            return stopped_line(stop.signal if isinstance(stop, Stopped) else signal.SIGINT,
+                                len(records) - len(problems) - len(clashes), len(pairs), "filter keeps no manifest")
+    return summary(records, time.perf_counter() - start)
+
+
+def _filter_files(args, pairs: list, records: list, start: float) -> None:
+    """Filter each (input, output) pair, appending a record for each to ``records``."""
     import numpy as np
     import soundfile
     import torch
 
     from ..functional import sosfilt, sosfiltfilt
 
-    files, problems = find_audio(args.inputs)
-    out = Path(args.out)
-    pairs, clashes = output_paths(files, args.inputs, out, None)
-    records = [{"input": name, "status": "error", "reason": reason} for name, reason in problems + clashes]
     # An --sos file serves every rate (a bad one was a usage error, before any work).
     fixed = read_sos(args.sos) if args.sos is not None else None
     designs: dict[int, object] = {}   # --design, per sample rate
-    start = time.perf_counter()
     for index, (file, target) in enumerate(pairs):
         try:
             if target.exists() and not args.overwrite:
@@ -104,4 +118,3 @@ def run(args) -> int:
         except (ValueError, RuntimeError) as error:   # RuntimeError: libsndfile cannot write that subtype
             records.append({"input": str(file), "status": "error", "reason": str(error)})
         progress(index + 1, len(pairs), start)
-    return summary(records, time.perf_counter() - start)
