@@ -110,8 +110,8 @@ def check_design_options(args, parser: argparse.ArgumentParser, sample_rate=None
     if args.design is not None and args.sos is not None:
         parser.error("give at most one of --design and --sos")
     try:
-        if args.sos is not None:
-            read_sos(args.sos)
+        # The file is read once, here; the work uses what was read.
+        args.sos_sections = read_sos(args.sos) if args.sos is not None else None
         if args.design is None:
             return
         if not args.cutoff:
@@ -173,14 +173,14 @@ def read_sos(name: str):
 
 
 def design_sos(args, sample_rate: int):
-    """The cascade of --design (or --sos) at ``sample_rate``: (n_sections, 6) float64.
+    """The cascade of --design (or the --sos file's) at ``sample_rate``: (n_sections, 6) float64.
 
-    The number of --cutoff values was checked with the other options.
+    The options were checked (:func:`check_design_options`, which read the --sos file) before.
     """
     import torch
 
     if args.sos is not None:
-        return read_sos(args.sos)
+        return args.sos_sections
     cutoff = torch.tensor(args.cutoff, dtype=torch.float64)
     if args.design in design.CLASSIC:
         family = design.CLASSIC[args.design]

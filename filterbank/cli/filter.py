@@ -17,7 +17,7 @@ from ._files import (
     Stopped, check_output_folder, find_audio, output_paths, progress, read_audio, stop_on_signals, stopped_line, summary,
     write_or_fail,
 )
-from ._options import add_design_options, check_design_options, design_sos, read_sos
+from ._options import add_design_options, check_design_options, design_sos
 
 __all__ = ["add_parser"]
 
@@ -72,8 +72,8 @@ def _filter_files(args, pairs: list, records: list, start: float) -> None:
 
     from ..functional import sosfilt, sosfiltfilt
 
-    # An --sos file serves every rate (a bad one was a usage error, before any work).
-    fixed = read_sos(args.sos) if args.sos is not None else None
+    # An --sos file serves every rate (read, and checked, with the options).
+    fixed = args.sos_sections
     designs: dict[int, object] = {}   # --design, per sample rate
     for index, (file, target) in enumerate(pairs):
         try:
