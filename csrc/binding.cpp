@@ -1,128 +1,199 @@
-// Python binding of the CUDA kernels (iir_scan.cu): checks the arguments,
-// guards the device and launches on the current stream. The public checks
-// with their user-facing messages live in filterbank/functional.py; these
-// guard the kernels' own invariants.
+// Python binding of the kernels (iir_scan.cu): checks the kernels' own
+// invariants, allocates the look-back workspaces and launches on the current
+// stream. The public checks with their user-facing messages live in
+// filterbank/_checks.py. The same file builds the CUDA extension and, with
+// FILTERBANK_EMULATE, the CPU-thread one (tensors on the CPU), which also
+// reports the global-memory traffic it counted.
 #include <torch/extension.h>
 
+#ifndef FILTERBANK_EMULATE
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#endif
 
 #include "iir_scan.h"
 
 namespace {
 
-void check_cuda(const at::Tensor& tensor, const char* name, const at::Tensor& like) {
-  TORCH_CHECK(tensor.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(tensor.device() == like.device(), name, " is on ", tensor.device(), " but x is on ", like.device());
+bool on_kernel_device(const at::Tensor& tensor) {
+#ifdef FILTERBANK_EMULATE
+  return tensor.device().is_cpu();
+#else
+  return tensor.is_cuda();
+#endif
 }
 
-void check_matrix(const at::Tensor& tensor, const char* name, int64_t rows, int64_t cols, const at::Tensor& like) {
-  check_cuda(tensor, name, like);
-  TORCH_CHECK(tensor.dim() == 2 && tensor.size(0) == rows && tensor.size(1) == cols, name, " must have shape (",
-              rows, ", ", cols, "); got ", tensor.sizes());
+void check_tensor(const at::Tensor& tensor, const char* name, const at::Tensor& x, at::IntArrayRef shape,
+                  c10::optional<at::ScalarType> dtype = c10::nullopt) {
+  TORCH_CHECK(on_kernel_device(tensor), name, " must be on the kernels' device; got ", tensor.device());
+  TORCH_CHECK(tensor.device() == x.device(), name, " is on ", tensor.device(), " but x is on ", x.device());
+  TORCH_CHECK(tensor.sizes() == shape, name, " must have shape ", shape, "; got ", tensor.sizes());
   TORCH_CHECK(tensor.is_contiguous(), name, " must be contiguous");
-  TORCH_CHECK(tensor.scalar_type() == like.scalar_type(), name, " must have x's dtype ", like.scalar_type(),
-              "; got ", tensor.scalar_type());
+  const at::ScalarType expected = dtype.has_value() ? *dtype : x.scalar_type();
+  TORCH_CHECK(tensor.scalar_type() == expected, name, " must have dtype ", expected, "; got ",
+              tensor.scalar_type());
 }
 
-void check_signal(const at::Tensor& x, const at::Tensor& x_index, int64_t n_channels) {
-  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
+struct Shape {
+  int64_t rows, channels, sections, order, time, tiles, splits;
+};
+
+Shape check_forward_inputs(const at::Tensor& x, const at::Tensor& row_start, const at::Tensor& channel_order,
+                           const at::Tensor& b, const at::Tensor& a, const at::Tensor& zi, int64_t splits) {
+  TORCH_CHECK(on_kernel_device(x), "x must be on the kernels' device; got ", x.device());
   TORCH_CHECK(x.dim() == 2, "x must have shape (rows, time); got ", x.sizes());
   TORCH_CHECK(x.size(1) <= 1 || x.stride(1) == 1, "x must be contiguous along time");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "the CUDA kernels compute in float32 or float64; got ", x.scalar_type());
-  check_cuda(x_index, "x_index", x);
-  TORCH_CHECK(x_index.dim() == 1 && x_index.size(0) == n_channels && x_index.is_contiguous() &&
-                  x_index.scalar_type() == at::kLong,
-              "x_index must be a contiguous int64 vector of ", n_channels, " rows");
+              "the kernels compute in float32 or float64; got ", x.scalar_type());
+  TORCH_CHECK(b.dim() == 3, "b must have shape (channels, sections, order + 1); got ", b.sizes());
+  Shape shape{x.size(0), b.size(0), b.size(1), b.size(2) - 1, x.size(1), 0, splits};
+  TORCH_CHECK(filterbank::has_kernel(static_cast<int>(shape.order), static_cast<int>(shape.sections)),
+              "no kernel for groups of ", shape.sections, " sections of order ", shape.order);
+  check_tensor(b, "b", x, {shape.channels, shape.sections, shape.order + 1});
+  check_tensor(a, "a", x, {shape.channels, shape.sections, shape.order + 1});
+  check_tensor(zi, "zi", x, {shape.channels, shape.sections, shape.order});
+  check_tensor(row_start, "row_start", x, {shape.rows + 1}, at::kLong);
+  check_tensor(channel_order, "channel_order", x, {shape.channels}, at::kLong);
+  TORCH_CHECK(splits >= 1, "splits must be >= 1; got ", splits);
+  const int64_t tile = x.scalar_type() == at::kFloat ? filterbank::tile_length<float>()
+                                                     : filterbank::tile_length<double>();
+  shape.tiles = (shape.time + tile - 1) / tile;
+  return shape;
 }
 
-int order_of(const at::Tensor& b) {
-  const int64_t order = b.size(1) - 1;
-  TORCH_CHECK(order >= 1 && order <= filterbank::kMaxOrder, "the CUDA kernels take orders 1..",
-              filterbank::kMaxOrder, "; got ", order);
-  return static_cast<int>(order);
+template <typename scalar_t>
+filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at::Tensor& row_start,
+                                                   const at::Tensor& channel_order, const at::Tensor& b,
+                                                   const at::Tensor& a, const at::Tensor& zi, const Shape& shape,
+                                                   at::Tensor& tile_state, at::Tensor& tile_flag,
+                                                   at::Tensor& ticket) {
+  filterbank::CascadeParams<scalar_t> p{};
+  p.x = x.data_ptr<scalar_t>();
+  p.x_row_stride = x.stride(0);
+  p.n_rows = shape.rows;
+  p.row_start = row_start.data_ptr<int64_t>();
+  p.channel_order = channel_order.data_ptr<int64_t>();
+  p.b = b.data_ptr<scalar_t>();
+  p.a = a.data_ptr<scalar_t>();
+  p.zi = zi.data_ptr<scalar_t>();
+  p.tile_state = tile_state.data_ptr<double>();
+  p.tile_flag = tile_flag.data_ptr<int>();
+  p.ticket = ticket.data_ptr<int>();
+  p.n_channels = shape.channels;
+  p.n_time = shape.time;
+  p.n_tiles = shape.tiles;
+  p.splits = shape.splits;
+  return p;
 }
 
-// y = the section (b, a) over x[x_index] (a normalised: a[:, 0] == 1), with
-// the initial state zi as scipy's TDF-II state; reverse runs time backwards.
-void section_scan(const at::Tensor& x, const at::Tensor& x_index, const at::Tensor& b, const at::Tensor& a,
-                  const c10::optional<at::Tensor>& zi, const at::Tensor& y, bool reverse) {
-  const int64_t n_channels = b.size(0);
-  check_signal(x, x_index, n_channels);
-  const int order = order_of(b);
-  check_matrix(b, "b", n_channels, order + 1, x);
-  check_matrix(a, "a", n_channels, order + 1, x);
-  check_matrix(y, "y", n_channels, x.size(1), x);
-  if (zi.has_value()) check_matrix(*zi, "zi", n_channels, order, x);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t n_time = x.size(1);
-  const int64_t n_tiles = (n_time + filterbank::kTile - 1) / filterbank::kTile;
-  const int n_levels = filterbank::scan_levels(n_time);
-  at::Tensor powers = at::empty({n_channels, n_levels, order, order}, x.options());
-  at::Tensor tile_states = at::empty({n_channels, n_tiles, order}, x.options());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "section_scan", [&] {
-    filterbank::SectionParams<scalar_t> params;
-    params.x = x.data_ptr<scalar_t>();
-    params.x_row_stride = x.stride(0);
-    params.x_index = x_index.data_ptr<int64_t>();
-    params.b = b.data_ptr<scalar_t>();
-    params.a = a.data_ptr<scalar_t>();
-    params.zi = zi.has_value() ? zi->data_ptr<scalar_t>() : nullptr;
-    params.y = y.data_ptr<scalar_t>();
-    params.powers = powers.data_ptr<scalar_t>();
-    params.tile_states = tile_states.data_ptr<scalar_t>();
-    params.n_channels = n_channels;
-    params.n_time = n_time;
-    params.n_tiles = n_tiles;
-    params.n_levels = n_levels;
-    params.reverse = reverse;
-    const cudaError_t error = filterbank::launch_section(params, order, stream);
-    TORCH_CHECK(error == cudaSuccess, "filterbank section_scan: ", cudaGetErrorString(error));
+// Look-back workspace: states (P, tiles, 2, K * S) float64, flags (P, tiles)
+// and the block ticket, both zeroed.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> workspace(const at::Tensor& x, const Shape& shape) {
+  const auto options = x.options();
+  return {at::empty({shape.channels, shape.tiles, 2, shape.order * shape.sections}, options.dtype(at::kDouble)),
+          at::zeros({shape.channels, shape.tiles}, options.dtype(at::kInt)), at::zeros({1}, options.dtype(at::kInt))};
+}
+
+void check_launch(cudaError_t error, const char* what) {
+  TORCH_CHECK(error == cudaSuccess, "filterbank ", what, ": ", cudaGetErrorString(error));
+}
+
+#ifdef FILTERBANK_EMULATE
+struct DeviceScope {
+  explicit DeviceScope(const at::Tensor&) {}
+  cudaStream_t stream() const { return nullptr; }
+};
+#else
+struct DeviceScope {
+  explicit DeviceScope(const at::Tensor& x) : guard(x.device()) {}
+  cudaStream_t stream() const { return c10::cuda::getCurrentCUDAStream(); }
+  c10::cuda::CUDAGuard guard;
+};
+#endif
+
+// y, zf = the group of sections (b, a) over x: channel p reads row
+// x_index[p], given as the rows' channel ranges (row_start, channel_order).
+void cascade_forward(const at::Tensor& x, const at::Tensor& row_start, const at::Tensor& channel_order,
+                     const at::Tensor& b, const at::Tensor& a, const at::Tensor& zi, const at::Tensor& y,
+                     const at::Tensor& zf, int64_t splits) {
+  const Shape shape = check_forward_inputs(x, row_start, channel_order, b, a, zi, splits);
+  check_tensor(y, "y", x, {shape.channels, shape.time});
+  check_tensor(zf, "zf", x, {shape.channels, shape.sections, shape.order});
+  const DeviceScope scope(x);
+  auto [tile_state, tile_flag, ticket] = workspace(x, shape);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_forward", [&] {
+    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, tile_state, tile_flag, ticket);
+    p.y = y.data_ptr<scalar_t>();
+    p.zf = zf.data_ptr<scalar_t>();
+    check_launch(filterbank::launch_cascade(p, static_cast<int>(shape.order), static_cast<int>(shape.sections),
+                                            scope.stream()),
+                 "cascade_forward");
   });
 }
 
-// The backward's sums for one section (see iir_scan.h); sums is (P, 2K + 1)
-// float64 and is added to.
-void correlate(const at::Tensor& u, const at::Tensor& x, const at::Tensor& x_index, const at::Tensor& y,
-               const at::Tensor& b, const c10::optional<at::Tensor>& grad_in, const at::Tensor& sums) {
-  const int64_t n_channels = b.size(0);
-  check_signal(x, x_index, n_channels);
-  const int order = order_of(b);
-  check_matrix(b, "b", n_channels, order + 1, x);
-  check_matrix(u, "u", n_channels, x.size(1), x);
-  check_matrix(y, "y", n_channels, x.size(1), x);
-  if (grad_in.has_value()) check_matrix(*grad_in, "grad_in", n_channels, x.size(1), x);
-  check_cuda(sums, "sums", x);
-  TORCH_CHECK(sums.scalar_type() == at::kDouble && sums.is_contiguous() && sums.dim() == 2 &&
-                  sums.size(0) == n_channels && sums.size(1) == 2 * order + 1,
-              "sums must be contiguous float64 of shape (", n_channels, ", ", 2 * order + 1, ")");
-  const c10::cuda::CUDAGuard guard(x.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "correlate", [&] {
-    filterbank::CorrelateParams<scalar_t> params;
-    params.u = u.data_ptr<scalar_t>();
-    params.x = x.data_ptr<scalar_t>();
-    params.x_row_stride = x.stride(0);
-    params.x_index = x_index.data_ptr<int64_t>();
-    params.y = y.data_ptr<scalar_t>();
-    params.b = b.data_ptr<scalar_t>();
-    params.grad_in = grad_in.has_value() ? grad_in->data_ptr<scalar_t>() : nullptr;
-    params.sums = sums.data_ptr<double>();
-    params.n_channels = n_channels;
-    params.n_time = x.size(1);
-    const cudaError_t error = filterbank::launch_correlate(params, order, stream);
-    TORCH_CHECK(error == cudaSuccess, "filterbank correlate: ", cudaGetErrorString(error));
+// The group's backward: writes grad_x (splits, rows, time), each slice's
+// summed input gradient, and grad_zi (the adjoint at t < K); returns the
+// coefficient sums per tile (P, tiles, S, 2K + 1) in float64 for the
+// normalised coefficients (see iir_scan.h).
+at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, const at::Tensor& channel_order,
+                            const at::Tensor& b, const at::Tensor& a, const at::Tensor& zi, const at::Tensor& grad_y,
+                            const at::Tensor& grad_zf, const at::Tensor& grad_x, const at::Tensor& grad_zi,
+                            int64_t splits) {
+  const Shape shape = check_forward_inputs(x, row_start, channel_order, b, a, zi, splits);
+  check_tensor(grad_y, "grad_y", x, {shape.channels, shape.time});
+  check_tensor(grad_zf, "grad_zf", x, {shape.channels, shape.sections, shape.order});
+  check_tensor(grad_x, "grad_x", x, {splits, shape.rows, shape.time});
+  check_tensor(grad_zi, "grad_zi", x, {shape.channels, shape.sections, shape.order});
+  const DeviceScope scope(x);
+  at::Tensor sums = at::zeros({shape.channels, shape.tiles, shape.sections, 2 * shape.order + 1},
+                              x.options().dtype(at::kDouble));
+  auto [forward_state, forward_flag, forward_ticket] = workspace(x, shape);
+  auto [adjoint_state, adjoint_flag, adjoint_ticket] = workspace(x, shape);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_backward", [&] {
+    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, forward_state, forward_flag,
+                                      forward_ticket);
+    const int order = static_cast<int>(shape.order), sections = static_cast<int>(shape.sections);
+    // First pass: the tiles' end states only (no output stored).
+    check_launch(filterbank::launch_cascade(p, order, sections, scope.stream()), "cascade_backward (states)");
+    filterbank::AdjointParams<scalar_t> q{};
+    q.forward = p;
+    q.grad_y = grad_y.data_ptr<scalar_t>();
+    q.grad_zf = grad_zf.data_ptr<scalar_t>();
+    q.grad_x = grad_x.data_ptr<scalar_t>();
+    q.grad_zi = grad_zi.data_ptr<scalar_t>();
+    q.sums = sums.data_ptr<double>();
+    q.tile_state = adjoint_state.data_ptr<double>();
+    q.tile_flag = adjoint_flag.data_ptr<int>();
+    q.ticket = adjoint_ticket.data_ptr<int>();
+    check_launch(filterbank::launch_adjoint(q, order, sections, scope.stream()), "cascade_backward (adjoint)");
   });
+  return sums;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "filterbank's CUDA kernels (csrc/): a chunked scan per IIR section and the backward's reductions";
-  m.def("section_scan", &section_scan, "one IIR section per channel by a time-parallel scan", py::arg("x"),
-        py::arg("x_index"), py::arg("b"), py::arg("a"), py::arg("zi"), py::arg("y"), py::arg("reverse"));
-  m.def("correlate", &correlate, "the backward's coefficient sums and input gradient of one section", py::arg("u"),
-        py::arg("x"), py::arg("x_index"), py::arg("y"), py::arg("b"), py::arg("grad_in"), py::arg("sums"));
+  m.doc() = "filterbank's scan kernels (csrc/): a group of IIR sections in one pass, and its fused backward";
+  m.def("cascade_forward", &cascade_forward, "a group of IIR sections over every channel, y and zf",
+        py::arg("x"), py::arg("row_start"), py::arg("channel_order"), py::arg("b"), py::arg("a"), py::arg("zi"),
+        py::arg("y"), py::arg("zf"), py::arg("splits"));
+  m.def("cascade_backward", &cascade_backward, "the group's fused backward; returns the coefficient sums",
+        py::arg("x"), py::arg("row_start"), py::arg("channel_order"), py::arg("b"), py::arg("a"), py::arg("zi"),
+        py::arg("grad_y"), py::arg("grad_zf"), py::arg("grad_x"), py::arg("grad_zi"), py::arg("splits"));
+  m.attr("tile_float32") = filterbank::tile_length<float>();
+  m.attr("tile_float64") = filterbank::tile_length<double>();
+  m.def("has_kernel", &filterbank::has_kernel, "whether groups of this order and size have a kernel",
+        py::arg("order"), py::arg("sections"));
+  m.attr("threads") = filterbank::kThreads;
+  m.attr("channels_per_block") = filterbank::kChannelsPerBlock;
+#ifdef FILTERBANK_EMULATE
+  m.attr("emulated") = true;
+  m.def("reset_traffic", &filterbank_emulation::reset_traffic, "zero the counters");
+  m.def("traffic", [] {
+    return py::make_tuple(filterbank_emulation::total_read.load(), filterbank_emulation::total_written.load(),
+                          filterbank_emulation::total_launches.load());
+  }, "(global bytes read, global bytes written, launches) since reset_traffic()");
+#else
+  m.attr("emulated") = false;
+#endif
 }

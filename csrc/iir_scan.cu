@@ -1,453 +1,833 @@
-// CUDA kernels behind filterbank::iir_cascade: one IIR section per channel by
-// a time-parallel chunked scan, and the fused reductions of the backward.
+// Kernels behind filterbank::iir_cascade on CUDA tensors: a whole group of
+// sections in one time-parallel pass, and its fused backward
+// (docs/design.md, "Time-parallel scan (GPU)").
 //
-// The scan (docs/design.md, "Time-parallel scan (GPU)"). A section's state is
-// its output history s = (y[t-1], ..., y[t-K]); with no input it evolves as
-// s' = A s (A the companion matrix of a). Time is cut into chunks of
-// kChunk samples, one per thread, and chunks into tiles of kThreads chunks,
-// one tile per block. Levels:
-//   1. chunk-local recurrence: each thread runs its chunk from zero state
-//      (reading the true input history), giving the chunk's end state e_i;
-//   2. carry propagation: the true end states E_i = M E_{i-1} + e_i,
-//      M = A^kChunk, by a Hillis-Steele scan over the block with the powers
-//      M^(2^m) precomputed per channel (powers_kernel); the tiles' end states
-//      are chained the same way, kThreads tiles at a time (tile_carry_kernel);
-//   3. correction: each thread reruns its chunk from its true start state
-//      and writes the outputs, staged through shared memory so that the
-//      block's stores are coalesced (scan_kernel with kFinal).
-// Input is read twice (levels 1 and 3) and the output written once; for a
-// filterbank the input is shared by many channels and stays in L2.
+// The group's state is every section's output history, N = K * S values
+// (h[s * K + k] = y_s[t - 1 - k]); with zero input it evolves by a fixed
+// N x N matrix F. A block takes one input row, a slice of the channels that
+// read it, and one tile of kThreads chunks; each thread one chunk:
+//   1. the tile's input is staged in shared memory once for all the slice's
+//      channels (the input read once per distinct row and tile);
+//   2. per channel, each thread runs its chunk from zero state in the data's
+//      precision (an ordinary recursion), giving the chunk's end state e_i;
+//   3. the chunks' true start states come from a scan of E_i = M E_{i-1} + e_i
+//      (M = F^chunk) and the tile's start state S from a decoupled look-back
+//      over the previous tiles (tile transition F^tile). Everything that
+//      combines chunks runs in float64: M is built by running the zero-input
+//      recursion in float64 and its powers M^(2^m) by float64 squaring;
+//   4. each thread reruns its chunk from its true start state; the outputs
+//      go through shared memory to coalesced stores, written once; the
+//      thread that holds the last sample writes zf.
+// The backward (adjoint_kernel) recomputes the forward of its tile from the
+// tile start states a first, store-free pass of cascade_kernel published,
+// reads grad_y once, runs the adjoint recursion backwards in time by the same
+// scan and a look-back towards earlier tiles, and reduces the coefficient
+// sums in float64 and the input gradient over the slice's channels inside
+// the block. Deterministic: no floating-point atomics.
 //
-// zi (scipy's transposed-direct-form-II state) enters as y[t] += zi[t] for
-// t < K with zero history, which is what that state means for direct form.
+// Time is extended with virtual zero samples past the end, so every chunk
+// is full: a zero state fed zeros stays zero, and outputs past the end are
+// never stored.
 #include "iir_scan.h"
 
-#include <cuda_runtime.h>
-
 namespace filterbank {
-
-int scan_levels(int64_t /*n_time*/) {
-  // Levels 0..7 scan the chunks of a tile (offsets 1..128 chunks), levels
-  // 8..15 the tiles of a round in tile_carry_kernel (offsets 1..128 tiles).
-  return 16;
-}
-
 namespace {
 
-constexpr int kLogThreads = 8;
+constexpr int kLogThreads = 7;
 static_assert((1 << kLogThreads) == kThreads, "kThreads must be 2^kLogThreads");
-static_assert(kChunk >= kMaxOrder, "a chunk must hold a full output history");
-constexpr int kRow = kChunk + 1;  // padded row: thread i's chunk, conflict-free
+constexpr int kPowers = kLogThreads + 1;  // M^(2^m), m = 0..kLogThreads; the last is the tile's transition
+static_assert(chunk_length<double>() >= kMaxOrder, "a chunk must hold a full history");
+static_assert(kThreads >= kMaxState * kMaxState, "one thread per entry of a state matrix");
 
-// Channel of this block: grid.y and grid.z together, so that more than 65535
-// channels fit.
-__device__ __forceinline__ int64_t block_channel() {
-  return static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y;
+#ifdef FILTERBANK_EMULATE
+inline unsigned char* dynamic_shared() { return static_cast<unsigned char*>(FILTERBANK_DYNAMIC_SHARED()); }
+#define FILTERBANK_LAUNCH_KERNEL(kernel, blocks, smem, stream, params) \
+  FILTERBANK_LAUNCH(kernel, dim3(blocks), dim3(kThreads), smem, stream, params)
+#else
+__device__ __forceinline__ unsigned char* dynamic_shared() {
+  extern __shared__ __align__(16) unsigned char filterbank_shared[];
+  return filterbank_shared;
+}
+#define FILTERBANK_COUNT_READ(bytes)
+#define FILTERBANK_COUNT_WRITE(bytes)
+#define FILTERBANK_LAUNCH_KERNEL(kernel, blocks, smem, stream, params) \
+  (kernel<<<dim3(blocks), dim3(kThreads), smem, stream>>>(params), cudaGetLastError())
+#endif
+
+// Global memory goes through these (the emulation counts the bytes).
+template <typename T>
+__device__ __forceinline__ T load(const T* address) {
+  FILTERBANK_COUNT_READ(sizeof(T));
+  return *address;
+}
+template <typename T>
+__device__ __forceinline__ void store(T* address, T value) {
+  FILTERBANK_COUNT_WRITE(sizeof(T));
+  *address = value;
 }
 
-// Level 1 and 3: run one chunk. s: output history in, end state out;
-// hx: input history (x[t0-1], ..., x[t0-K]). Outputs go to out[tt] when
-// kStore. Length len <= kChunk; t0 is the chunk's first logical time.
-template <typename scalar_t, int K, bool kStore>
-__device__ __forceinline__ void run_chunk(const scalar_t* __restrict__ xrow_smem, scalar_t* out,
-                                          const scalar_t (&bn)[K + 1], const scalar_t (&an)[K + 1],
-                                          const scalar_t* __restrict__ zi, scalar_t (&hx)[K], scalar_t (&s)[K],
-                                          int64_t t0, int len) {
-#pragma unroll
-  for (int tt = 0; tt < kChunk; ++tt) {
-    if (tt < len) {
-      const scalar_t xv = xrow_smem[tt];
-      scalar_t v = bn[0] * xv;
-#pragma unroll
-      for (int k = 1; k <= K; ++k) v += bn[k] * hx[k - 1];
-#pragma unroll
-      for (int k = 1; k <= K; ++k) v -= an[k] * s[k - 1];
-      if (zi != nullptr && t0 + tt < K) v += zi[t0 + tt];
-#pragma unroll
-      for (int k = K - 1; k > 0; --k) {
-        hx[k] = hx[k - 1];
-        s[k] = s[k - 1];
-      }
-      hx[0] = xv;
-      s[0] = v;
-      if constexpr (kStore) out[tt] = v;
-    }
-  }
+// The look-back's flags and states: published with release, read with
+// acquire, bypassing L1 (another block wrote them).
+__device__ __forceinline__ int load_flag(const int* address) {
+  FILTERBANK_COUNT_READ(sizeof(int));
+#ifdef FILTERBANK_EMULATE
+  return std::atomic_ref<int>(*const_cast<int*>(address)).load(std::memory_order_acquire);
+#else
+  const int value = *reinterpret_cast<const volatile int*>(address);
+  __threadfence();
+  return value;
+#endif
+}
+__device__ __forceinline__ void store_flag(int* address, int value) {
+  FILTERBANK_COUNT_WRITE(sizeof(int));
+#ifdef FILTERBANK_EMULATE
+  std::atomic_ref<int>(*address).store(value, std::memory_order_release);
+#else
+  __threadfence();
+  atomicExch(address, value);
+#endif
+}
+__device__ __forceinline__ double load_published(const double* address) {
+  FILTERBANK_COUNT_READ(sizeof(double));
+#ifdef FILTERBANK_EMULATE
+  return *address;
+#else
+  return __ldcg(address);
+#endif
 }
 
-// Level 2: inclusive scan of v_i <- v_i + P_m v_{i - 2^m} over the block,
-// P_m = pw[m] (K x K, row-major). buf: K * kThreads scalars, laid out
-// [k * kThreads + i] (conflict-free).
-template <typename scalar_t, int K>
-__device__ __forceinline__ void block_scan(scalar_t (&v)[K], scalar_t* buf, const scalar_t* pw) {
-  const int i = threadIdx.x;
-#pragma unroll 1
-  for (int m = 0; m < kLogThreads; ++m) {
-    const int d = 1 << m;
-#pragma unroll
-    for (int k = 0; k < K; ++k) buf[k * kThreads + i] = v[k];
-    __syncthreads();
-    if (i >= d) {
-      scalar_t w[K];
-#pragma unroll
-      for (int k = 0; k < K; ++k) w[k] = buf[k * kThreads + i - d];
-      const scalar_t* P = pw + m * K * K;
-#pragma unroll
-      for (int r = 0; r < K; ++r) {
-        scalar_t acc = 0;
-#pragma unroll
-        for (int c = 0; c < K; ++c) acc += P[r * K + c] * w[c];
-        v[r] += acc;
-      }
-    }
-    __syncthreads();
-  }
-}
-
-// Powers (A^kChunk)^(2^m), m = 0..n_levels-1, one block of K*K threads per
-// channel, one matrix entry per thread.
-template <typename scalar_t, int K>
-__global__ void powers_kernel(SectionParams<scalar_t> p) {
-  const int64_t ch = block_channel();
-  if (ch >= p.n_channels) return;
-  __shared__ scalar_t A[K * K];
-  __shared__ scalar_t cur[K * K];
-  const int e = threadIdx.x;
-  const int r = e / K, c = e % K;
-  const scalar_t* a = p.a + ch * (K + 1);
-  if (e < K * K) {
-    // Companion matrix of the output history: row 0 is (-a1, ..., -aK), row
-    // r >= 1 shifts (s'[r] = s[r - 1]).
-    const scalar_t value = r == 0 ? -a[c + 1] : (c == r - 1 ? scalar_t(1) : scalar_t(0));
-    A[e] = value;
-    cur[e] = value;
-  }
-  __syncthreads();
-  // M = A^kChunk: cur <- A cur, kChunk - 1 times.
-#pragma unroll 1
-  for (int step = 1; step < kChunk; ++step) {
-    scalar_t next = 0;
-    if (e < K * K) {
-#pragma unroll
-      for (int l = 0; l < K; ++l) next += A[r * K + l] * cur[l * K + c];
-    }
-    __syncthreads();
-    if (e < K * K) cur[e] = next;
-    __syncthreads();
-  }
-  scalar_t* out = p.powers + ch * p.n_levels * K * K;
-#pragma unroll 1
-  for (int m = 0; m < p.n_levels; ++m) {
-    if (e < K * K) out[m * K * K + e] = cur[e];
-    scalar_t next = 0;
-    if (e < K * K) {
-#pragma unroll
-      for (int l = 0; l < K; ++l) next += cur[r * K + l] * cur[l * K + c];
-    }
-    __syncthreads();
-    if (e < K * K) cur[e] = next;
-    __syncthreads();
-  }
-}
-
+// Shared memory rows are padded by one element per chunk, so that the
+// threads of a warp, each reading its own chunk, hit different banks.
 template <typename scalar_t>
-__device__ __forceinline__ int64_t physical(const SectionParams<scalar_t>& p, int64_t t) {
-  return p.reverse ? p.n_time - 1 - t : t;
+__device__ __forceinline__ int padded(int local) {
+  return local + local / chunk_length<scalar_t>();
 }
-
-// Shared memory of scan_kernel, in scalars.
-template <int K>
-constexpr int scan_smem_scalars() {
-  return kThreads * kRow      // the tile's input, then its output, by chunk rows
-         + K * kThreads       // scan buffer
-         + kLogThreads * K * K  // powers P_0..P_7
-         + K;                 // input history before the tile
-}
-
-// Levels 1-3 for one tile of one channel. kFinal = false: levels 1-2 only,
-// the tile's end state (from a zero start) to tile_states. kFinal = true:
-// levels 1-3 from the tile's start state in tile_states, outputs to y.
-template <typename scalar_t, int K, bool kFinal>
-__global__ void __launch_bounds__(kThreads) scan_kernel(SectionParams<scalar_t> p) {
-  const int64_t ch = block_channel();
-  if (ch >= p.n_channels) return;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  scalar_t* rows = reinterpret_cast<scalar_t*>(smem_raw);
-  scalar_t* buf = rows + kThreads * kRow;
-  scalar_t* pw = buf + K * kThreads;
-  scalar_t* tile_history = pw + kLogThreads * K * K;
-
-  const int i = threadIdx.x;
-  const int64_t tile = blockIdx.x;
-  const int64_t tile_t0 = tile * kTile;
-  const int64_t n_time = p.n_time;
-  const scalar_t* xrow = p.x + p.x_index[ch] * p.x_row_stride;
-
-  // Stage the tile's input (coalesced) and the K samples before it.
-  for (int e = i; e < kTile; e += kThreads) {
-    const int64_t t = tile_t0 + e;
-    rows[(e / kChunk) * kRow + e % kChunk] = t < n_time ? xrow[physical(p, t)] : scalar_t(0);
-  }
-  if (i < K) {
-    const int64_t t = tile_t0 - 1 - i;
-    tile_history[i] = t >= 0 ? xrow[physical(p, t)] : scalar_t(0);
-  }
-  const scalar_t* powers = p.powers + ch * p.n_levels * K * K;
-  for (int e = i; e < kLogThreads * K * K; e += kThreads) pw[e] = powers[e];
-  scalar_t bn[K + 1], an[K + 1];
-#pragma unroll
-  for (int k = 0; k <= K; ++k) {
-    bn[k] = p.b[ch * (K + 1) + k];
-    an[k] = p.a[ch * (K + 1) + k];
-  }
-  const scalar_t* zi = p.zi != nullptr && tile == 0 ? p.zi + ch * K : nullptr;
-  __syncthreads();
-
-  // This thread's chunk and its input history (kept: the final run needs it
-  // again after the rows are overwritten with outputs).
-  const int64_t t0 = tile_t0 + static_cast<int64_t>(i) * kChunk;
-  const int len = t0 >= n_time ? 0 : static_cast<int>(n_time - t0 < kChunk ? n_time - t0 : kChunk);
-  scalar_t* my_row = rows + i * kRow;
-  scalar_t hx0[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) hx0[k] = i == 0 ? tile_history[k] : rows[(i - 1) * kRow + kChunk - 1 - k];
-
-  // Level 1: from zero state.
-  scalar_t s[K], hx[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    s[k] = 0;
-    hx[k] = hx0[k];
-  }
-  run_chunk<scalar_t, K, false>(my_row, nullptr, bn, an, zi, hx, s, t0, len);
-
-  scalar_t start[K];
-  if constexpr (kFinal) {
-    // The tile's true start state enters through the first chunk:
-    // E_0 = M S + e_0 (M = P_0).
-    const scalar_t* S = p.tile_states + (ch * p.n_tiles + tile) * K;
-#pragma unroll
-    for (int k = 0; k < K; ++k) start[k] = S[k];
-    if (i == 0) {
-#pragma unroll
-      for (int r = 0; r < K; ++r) {
-        scalar_t acc = 0;
-#pragma unroll
-        for (int c = 0; c < K; ++c) acc += pw[r * K + c] * start[c];
-        s[r] += acc;
-      }
-    }
-  }
-  // Level 2.
-  block_scan<scalar_t, K>(s, buf, pw);
-
-  if constexpr (!kFinal) {
-    if (i == kThreads - 1) {
-      scalar_t* out = p.tile_states + (ch * p.n_tiles + tile) * K;
-#pragma unroll
-      for (int k = 0; k < K; ++k) out[k] = s[k];
-    }
-  } else {
-    // Level 3: thread i starts from E_{i-1} (thread 0 from the tile's state).
-#pragma unroll
-    for (int k = 0; k < K; ++k) buf[k * kThreads + i] = s[k];
-    __syncthreads();
-    if (i > 0) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) start[k] = buf[k * kThreads + i - 1];
-    }
-#pragma unroll
-    for (int k = 0; k < K; ++k) hx[k] = hx0[k];
-    // Outputs overwrite this thread's own input row, sample by sample.
-    run_chunk<scalar_t, K, true>(my_row, my_row, bn, an, zi, hx, start, t0, len);
-    __syncthreads();
-    scalar_t* yrow = p.y + ch * n_time;
-    for (int e = i; e < kTile; e += kThreads) {
-      const int64_t t = tile_t0 + e;
-      if (t < n_time) yrow[physical(p, t)] = rows[(e / kChunk) * kRow + e % kChunk];
-    }
-  }
-}
-
-// Chains the tiles' end states into start states, kThreads tiles per round:
-// S_0 = 0, S_{j+1} = T S_j + E_j with T = M^kThreads (levels 8..15 scan a
-// round). One block per channel; tile_states is rewritten in place.
-template <typename scalar_t, int K>
-__global__ void __launch_bounds__(kThreads) tile_carry_kernel(SectionParams<scalar_t> p) {
-  const int64_t ch = block_channel();
-  if (ch >= p.n_channels) return;
-  __shared__ scalar_t buf[K * kThreads];
-  __shared__ scalar_t pw[kLogThreads * K * K];
-  const int i = threadIdx.x;
-  const scalar_t* powers = p.powers + (ch * p.n_levels + kLogThreads) * K * K;
-  for (int e = i; e < kLogThreads * K * K; e += kThreads) pw[e] = powers[e];
-  __syncthreads();
-  scalar_t carry[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) carry[k] = 0;
-  scalar_t* states = p.tile_states + ch * p.n_tiles * K;
-#pragma unroll 1
-  for (int64_t first = 0; first < p.n_tiles; first += kThreads) {
-    const int64_t j = first + i;
-    scalar_t v[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) v[k] = j < p.n_tiles ? states[j * K + k] : scalar_t(0);
-    if (i == 0) {
-#pragma unroll
-      for (int r = 0; r < K; ++r) {
-        scalar_t acc = 0;
-#pragma unroll
-        for (int c = 0; c < K; ++c) acc += pw[r * K + c] * carry[c];
-        v[r] += acc;
-      }
-    }
-    block_scan<scalar_t, K>(v, buf, pw);
-#pragma unroll
-    for (int k = 0; k < K; ++k) buf[k * kThreads + i] = v[k];
-    __syncthreads();
-    if (j < p.n_tiles) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) states[j * K + k] = i == 0 ? carry[k] : buf[k * kThreads + i - 1];
-    }
-#pragma unroll
-    for (int k = 0; k < K; ++k) carry[k] = buf[k * kThreads + kThreads - 1];
-    __syncthreads();
-  }
-}
-
-dim3 channel_grid(int64_t blocks_per_channel, int64_t n_channels) {
-  const int64_t y = n_channels < 65535 ? n_channels : 65535;
-  const int64_t z = (n_channels + y - 1) / y;
-  return dim3(static_cast<unsigned>(blocks_per_channel), static_cast<unsigned>(y), static_cast<unsigned>(z));
-}
-
-template <typename scalar_t, int K>
-cudaError_t launch_section_k(const SectionParams<scalar_t>& p, cudaStream_t stream) {
-  if (p.n_channels == 0 || p.n_time == 0) return cudaSuccess;
-  powers_kernel<scalar_t, K><<<channel_grid(1, p.n_channels), 64, 0, stream>>>(p);
-  cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) return error;
-  const size_t smem = scan_smem_scalars<K>() * sizeof(scalar_t);
-  for (auto kernel : {scan_kernel<scalar_t, K, false>, scan_kernel<scalar_t, K, true>}) {
-    error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (error != cudaSuccess) return error;
-  }
-  const dim3 tiles = channel_grid(p.n_tiles, p.n_channels);
-  scan_kernel<scalar_t, K, false><<<tiles, kThreads, smem, stream>>>(p);
-  if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  tile_carry_kernel<scalar_t, K><<<channel_grid(1, p.n_channels), kThreads, 0, stream>>>(p);
-  if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  scan_kernel<scalar_t, K, true><<<tiles, kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+template <typename scalar_t>
+__host__ __device__ constexpr int padded_tile() {
+  return tile_length<scalar_t>() + kThreads;
 }
 
 // ---------------------------------------------------------------------------
-// Backward reductions.
+// One sample through the group, in any arithmetic type V.
 
-constexpr int kCorrelateThreads = 256;
-constexpr int kCorrelateItems = 8;  // samples per thread, at least
-constexpr int kCorrelateMaxBlocks = 512;  // per channel: bounds the atomics per address
-
-template <typename scalar_t, int K>
-__global__ void __launch_bounds__(kCorrelateThreads) correlate_kernel(CorrelateParams<scalar_t> p) {
-  const int64_t ch = block_channel();
-  if (ch >= p.n_channels) return;
-  constexpr int kSums = 2 * K + 1;
-  const int64_t n_time = p.n_time;
-  const scalar_t* u = p.u + ch * n_time;
-  const scalar_t* x = p.x + p.x_index[ch] * p.x_row_stride;
-  const scalar_t* y = p.y + ch * n_time;
-  scalar_t bn[K + 1];
+// Forward: h (N) the sections' output histories, xh (K) the input history;
+// returns the last section's output, every section's output in out (S).
+// zi (S * K, or nullptr) is added to y_s[t] for 0 <= t < K.
+template <typename V, int K, int S>
+__device__ __forceinline__ V forward_step(const V (&bn)[S][K + 1], const V (&an)[S][K + 1], V (&h)[K * S],
+                                          V (&xh)[K], V in, const V* zi, int64_t t, V (&out)[S]) {
 #pragma unroll
-  for (int k = 0; k <= K; ++k) bn[k] = p.b[ch * (K + 1) + k];
-  scalar_t* grad_in = p.grad_in != nullptr ? p.grad_in + ch * n_time : nullptr;
-
-  scalar_t sums[kSums];
+  for (int s = 0; s < S; ++s) {
+    // Section s reads the input history xh (s = 0) or section s - 1's output
+    // history, which is shifted only now, after its last reader.
+    V* in_history = s == 0 ? xh : h + (s - 1) * K;
+    V v = bn[s][0] * in;
 #pragma unroll
-  for (int k = 0; k < kSums; ++k) sums[k] = 0;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_time; t += stride) {
-    const scalar_t ut = u[t];
+    for (int k = 1; k <= K; ++k) v += bn[s][k] * in_history[k - 1];
 #pragma unroll
-    for (int k = 0; k <= K; ++k) {
-      if (t - k >= 0) sums[k] += ut * x[t - k];
-    }
+    for (int k = 1; k <= K; ++k) v -= an[s][k] * h[s * K + k - 1];
+    if (zi != nullptr && t >= 0 && t < K) v += zi[s * K + t];
 #pragma unroll
-    for (int k = 1; k <= K; ++k) {
-      if (t - k >= 0) sums[K + k] += ut * y[t - k];
-    }
-    if (grad_in != nullptr) {
-      scalar_t g = 0;
-#pragma unroll
-      for (int k = 0; k <= K; ++k) {
-        if (t + k < n_time) g += bn[k] * u[t + k];
-      }
-      grad_in[t] = g;
-    }
+    for (int k = K - 1; k > 0; --k) in_history[k] = in_history[k - 1];
+    in_history[0] = in;
+    out[s] = v;
+    in = v;
   }
-  // Block reduction in double: warp shuffles, then one warp over the warps.
-  __shared__ double partial[kSums][kCorrelateThreads / 32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
-  for (int k = 0; k < kSums; ++k) {
-    double value = static_cast<double>(sums[k]);
+  for (int k = K - 1; k > 0; --k) h[(S - 1) * K + k] = h[(S - 1) * K + k - 1];
+  h[(S - 1) * K] = in;
+  return in;
+}
+
+// Adjoint, backwards in time: U (N), U[s * K + k] = u_s[t + 1 + k]; g the
+// gradient of the last section's output at t; inject (2 * S, or nullptr):
+// zf's gradient, added to section s's g (inject[2s]) and to the gradient of
+// its input (inject[2s + 1]). Returns the gradient of the group's input at
+// t, u_s[t] in u (S).
+template <typename V, int K, int S>
+__device__ __forceinline__ V adjoint_step(const V (&bn)[S][K + 1], const V (&an)[S][K + 1], V (&U)[K * S], V g,
+                                          const V* inject, V (&u)[S]) {
 #pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-    if (lane == 0) partial[k][warp] = value;
+  for (int s = S - 1; s >= 0; --s) {
+    V v = inject != nullptr ? g + inject[2 * s] : g;
+#pragma unroll
+    for (int k = 1; k <= K; ++k) v -= an[s][k] * U[s * K + k - 1];
+    V grad_in = bn[s][0] * v;
+#pragma unroll
+    for (int k = 1; k <= K; ++k) grad_in += bn[s][k] * U[s * K + k - 1];
+    if (inject != nullptr) grad_in += inject[2 * s + 1];
+#pragma unroll
+    for (int k = K - 1; k > 0; --k) U[s * K + k] = U[s * K + k - 1];
+    U[s * K] = v;
+    u[s] = v;
+    g = grad_in;
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------------------
+// Combining chunks, in float64.
+
+// pw[m] = M^(2^m) (N x N row-major, m = 0..kLogThreads), M = F^chunk: thread
+// n < N runs the zero-input recursion from the n-th unit state for one
+// chunk (column n of M), then one squaring per level.
+template <int N, int kChunk, typename Step>
+__device__ __forceinline__ void chunk_powers(double* pw, Step zero_input_step) {
+  const int i = threadIdx.x;
+  if (i < N) {
+    double v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = k == i ? 1.0 : 0.0;
+#pragma unroll 1
+    for (int t = 0; t < kChunk; ++t) zero_input_step(v);
+#pragma unroll
+    for (int r = 0; r < N; ++r) pw[r * N + i] = v[r];
   }
   __syncthreads();
-  if (warp == 0) {
+#pragma unroll 1
+  for (int m = 1; m < kPowers; ++m) {
+    if (i < N * N) {
+      const double* P = pw + (m - 1) * N * N;
+      const int r = i / N, c = i % N;
+      double acc = 0;
 #pragma unroll
-    for (int k = 0; k < kSums; ++k) {
-      double value = lane < kCorrelateThreads / 32 ? partial[k][lane] : 0.0;
+      for (int l = 0; l < N; ++l) acc += P[r * N + l] * P[l * N + c];
+      pw[m * N * N + i] = acc;
+    }
+    __syncthreads();
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void mat_vec_add(const double* P, const double (&w)[N], double (&v)[N]) {
 #pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-      if (lane == 0) atomicAdd(p.sums + ch * kSums + k, value);
+  for (int r = 0; r < N; ++r) {
+    double acc = 0;
+#pragma unroll
+    for (int c = 0; c < N; ++c) acc += P[r * N + c] * w[c];
+    v[r] += acc;
+  }
+}
+
+// Inclusive scan over the tile's chunks in logical order lambda:
+// v <- sum_{j <= lambda} M^(lambda - j) e_j (Hillis-Steele, double-buffered,
+// one barrier a level). buf: 2 * N * kThreads. Returns the buffer holding the
+// result, laid out [k * kThreads + lambda].
+template <int N>
+__device__ __forceinline__ double* scan_chunks(double (&v)[N], int lambda, double* buf, const double* pw) {
+  double* source = buf;
+  double* target = buf + N * kThreads;
+#pragma unroll
+  for (int k = 0; k < N; ++k) source[k * kThreads + lambda] = v[k];
+  __syncthreads();
+#pragma unroll 1
+  for (int m = 0; m < kLogThreads; ++m) {
+    const int d = 1 << m;
+    if (lambda >= d) {
+      double w[N];
+#pragma unroll
+      for (int k = 0; k < N; ++k) w[k] = source[k * kThreads + lambda - d];
+      mat_vec_add<N>(pw + m * N * N, w, v);
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) target[k * kThreads + lambda] = v[k];
+    __syncthreads();
+    double* swap = source;
+    source = target;
+    target = swap;
+  }
+  return source;
+}
+
+// The tile's start state by decoupled look-back (one thread): publish the
+// tile's aggregate (its end state from a zero start), walk over the previous
+// tiles (tile - direction, ...) adding T^d times their aggregates until one
+// has published its end state, publish this tile's end state T S + aggregate.
+// state: (n_tiles, 2, N) for this channel (slot 0 aggregate, slot 1 end
+// state, so that a reader never sees one overwritten by the other).
+template <int N>
+__device__ __forceinline__ void look_back(double* state, int* flag, int64_t tile, int direction, int64_t n_tiles,
+                                          const double (&aggregate)[N], const double* T, double (&start)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) store(state + (tile * 2) * N + k, aggregate[k]);
+  store_flag(flag + tile, 1);
+  double power[N * N];  // T^d
+#pragma unroll
+  for (int e = 0; e < N * N; ++e) power[e] = e / N == e % N ? 1.0 : 0.0;
+#pragma unroll
+  for (int k = 0; k < N; ++k) start[k] = 0;
+  for (int64_t q = tile - direction; q >= 0 && q < n_tiles; q -= direction) {
+    int published;
+    while ((published = load_flag(flag + q)) == 0) {
+      __nanosleep(32);
+    }
+    double value[N];
+    const double* slot = state + (q * 2 + (published == 2 ? 1 : 0)) * N;
+#pragma unroll
+    for (int k = 0; k < N; ++k) value[k] = load_published(slot + k);
+    mat_vec_add<N>(power, value, start);
+    if (published == 2) break;
+    double next[N * N];
+#pragma unroll
+    for (int r = 0; r < N; ++r) {
+#pragma unroll
+      for (int c = 0; c < N; ++c) {
+        double acc = 0;
+#pragma unroll
+        for (int l = 0; l < N; ++l) acc += power[r * N + l] * T[l * N + c];
+        next[r * N + c] = acc;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < N * N; ++e) power[e] = next[e];
+  }
+  double end[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) end[k] = aggregate[k];
+  mat_vec_add<N>(T, start, end);
+#pragma unroll
+  for (int k = 0; k < N; ++k) store(state + (tile * 2 + 1) * N + k, end[k]);
+  store_flag(flag + tile, 2);
+}
+
+// Chunk lambda's true start state: L_{lambda-1} + M^lambda S, with M^lambda
+// from the binary digits of lambda.
+template <int N>
+__device__ __forceinline__ void chunk_start(const double* prefix, int lambda, const double* pw,
+                                            const double (&tile_start)[N], double (&start)[N]) {
+  double carried[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    start[k] = lambda > 0 ? prefix[k * kThreads + lambda - 1] : 0.0;
+    carried[k] = tile_start[k];
+  }
+#pragma unroll 1
+  for (int m = 0; m < kLogThreads; ++m) {
+    if ((lambda >> m) & 1) {
+      double next[N];
+#pragma unroll
+      for (int k = 0; k < N; ++k) next[k] = 0;
+      mat_vec_add<N>(pw + m * N * N, carried, next);
+#pragma unroll
+      for (int k = 0; k < N; ++k) carried[k] = next[k];
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < N; ++k) start[k] += carried[k];
+}
+
+// ---------------------------------------------------------------------------
+// Shared memory, carved the same way by the kernels and the size functions.
+
+template <typename scalar_t, int K, int S, bool kAdjoint>
+struct Layout {
+  static constexpr int N = K * S;
+  static constexpr int kInfo = 8;  // int64: ticket, channel range, channel
+  static constexpr int kDoubles = kPowers * N * N * (kAdjoint ? 2 : 1) + 2 * N * kThreads + 2 * N +
+                                  (kAdjoint ? kThreads * S * (2 * K + 1) : 0);
+  static constexpr int kSignals = kAdjoint ? S + 1 : 2;  // x and the outputs (forward: x and y)
+  static constexpr int kScalars = kSignals * padded_tile<scalar_t>() + kSignals * K +
+                                  (kAdjoint ? 2 * padded_tile<scalar_t>() : 0) + 2 * S * (K + 1) + S * K +
+                                  (kAdjoint ? S * K + 2 * S * K : 0);
+  static constexpr size_t bytes() {
+    return kInfo * sizeof(int64_t) + kDoubles * sizeof(double) + kScalars * sizeof(scalar_t);
+  }
+};
+
+// Decodes the block's work item from its ticket (blocks start in ticket
+// order, which the look-back needs): row, slice, tile and the slice's
+// channels [begin, end) in channel_order. reverse: tiles last to first.
+template <typename scalar_t>
+__device__ __forceinline__ void work_item(const CascadeParams<scalar_t>& p, int* ticket, bool reverse,
+                                          int64_t* info) {
+  if (threadIdx.x == 0) {
+    FILTERBANK_COUNT_READ(sizeof(int));
+    FILTERBANK_COUNT_WRITE(sizeof(int));
+    const int64_t w = atomicAdd(ticket, 1);
+    const int64_t in_row = w / p.n_tiles;
+    const int64_t tile = w % p.n_tiles;
+    const int64_t row = in_row / p.splits, slice = in_row % p.splits;
+    const int64_t first = load(p.row_start + row), last = load(p.row_start + row + 1);
+    const int64_t per_slice = (last - first + p.splits - 1) / p.splits;
+    const int64_t begin = first + slice * per_slice;
+    info[0] = row;
+    info[1] = slice;
+    info[2] = reverse ? p.n_tiles - 1 - tile : tile;
+    info[3] = begin < last ? begin : last;
+    info[4] = begin + per_slice < last ? begin + per_slice : last;
+  }
+  __syncthreads();
+}
+
+// Stages the tile of row x_row (and the K samples before it) into signal /
+// history, zeros past the end.
+template <typename scalar_t, int K>
+__device__ __forceinline__ void stage_input(const scalar_t* row, int64_t t_begin, int64_t n_time, scalar_t* signal,
+                                            scalar_t* history) {
+  constexpr int kTile = tile_length<scalar_t>();
+  for (int e = threadIdx.x; e < kTile; e += kThreads) {
+    const int64_t t = t_begin + e;
+    signal[padded<scalar_t>(e)] = t < n_time ? load(row + t) : scalar_t(0);
+  }
+  if (threadIdx.x < K) {
+    const int64_t t = t_begin - 1 - threadIdx.x;
+    history[threadIdx.x] = t >= 0 ? load(row + t) : scalar_t(0);
+  }
+}
+
+// Loads channel ch's coefficients (normalised in the compute dtype) and zi
+// into shared memory, then into registers. coefficients: 2 * S * (K + 1).
+template <typename scalar_t, int K, int S>
+__device__ __forceinline__ void load_channel(const CascadeParams<scalar_t>& p, int64_t ch, bool with_zi,
+                                             scalar_t* coefficients, scalar_t* zi, scalar_t (&bn)[S][K + 1],
+                                             scalar_t (&an)[S][K + 1], double (&bd)[S][K + 1],
+                                             double (&ad)[S][K + 1]) {
+  const int i = threadIdx.x;
+  if (i < S * (K + 1)) {
+    const int s = i / (K + 1), k = i % (K + 1);
+    const scalar_t a0 = load(p.a + (ch * S + s) * (K + 1));
+    coefficients[i] = load(p.b + ch * S * (K + 1) + i) / a0;
+    coefficients[S * (K + 1) + i] = k == 0 ? scalar_t(1) : load(p.a + ch * S * (K + 1) + i) / a0;
+  }
+  if (i < S * K) zi[i] = with_zi && p.zi != nullptr ? load(p.zi + ch * S * K + i) : scalar_t(0);
+  __syncthreads();
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+#pragma unroll
+    for (int k = 0; k <= K; ++k) {
+      bn[s][k] = coefficients[s * (K + 1) + k];
+      an[s][k] = coefficients[S * (K + 1) + s * (K + 1) + k];
+      bd[s][k] = static_cast<double>(bn[s][k]);
+      ad[s][k] = static_cast<double>(an[s][k]);
     }
   }
 }
 
-template <typename scalar_t, int K>
-cudaError_t launch_correlate_k(const CorrelateParams<scalar_t>& p, cudaStream_t stream) {
-  if (p.n_channels == 0 || p.n_time == 0) return cudaSuccess;
-  int64_t blocks = (p.n_time + kCorrelateThreads * kCorrelateItems - 1) / (kCorrelateThreads * kCorrelateItems);
-  if (blocks > kCorrelateMaxBlocks) blocks = kCorrelateMaxBlocks;
-  correlate_kernel<scalar_t, K><<<channel_grid(blocks, p.n_channels), kCorrelateThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+// The forward chunks of this tile for one channel, levels 2-3: the chunk's
+// zero-start end state, the scan, and the true start state of thread i's
+// chunk given the tile's start state. The caller looks back in between when
+// tile_start is null (cascade_kernel) or passes it (adjoint_kernel).
+template <typename scalar_t, int K, int S>
+struct ForwardChunk {
+  static constexpr int N = K * S;
+  static constexpr int kChunk = chunk_length<scalar_t>();
+  const scalar_t (&bn)[S][K + 1];
+  const scalar_t (&an)[S][K + 1];
+  const scalar_t* x;        // the staged tile (padded)
+  const scalar_t* history;  // the K input samples before the tile
+  const scalar_t* zi;       // shared, S * K (zero unless the tile holds t < K)
+  int64_t t_begin;
+
+  __device__ __forceinline__ void input_history(scalar_t (&xh)[K]) const {
+    const int l0 = threadIdx.x * kChunk;
+#pragma unroll
+    for (int k = 0; k < K; ++k) xh[k] = l0 == 0 ? history[k] : x[padded<scalar_t>(l0 - 1 - k)];
+  }
+  // Runs thread i's chunk from h; calls each(l, t, out, h, xh) after every sample.
+  template <typename Each>
+  __device__ __forceinline__ void run(scalar_t (&h)[N], Each each) const {
+    scalar_t xh[K];
+    input_history(xh);
+    const int l0 = threadIdx.x * kChunk;
+#pragma unroll 4
+    for (int tt = 0; tt < kChunk; ++tt) {
+      const int l = l0 + tt;
+      const int64_t t = t_begin + l;
+      scalar_t out[S];
+      forward_step<scalar_t, K, S>(bn, an, h, xh, x[padded<scalar_t>(l)], zi, t, out);
+      each(l, t, out, h, xh);
+    }
+  }
+};
+
+// The adjoint chunk of thread i, backwards in time, from U; calls
+// each(l, t, g, u) after every sample (g the input's gradient, u the
+// sections' adjoints). zf's gradient enters at the last K samples.
+template <typename scalar_t, int K, int S>
+struct AdjointChunk {
+  static constexpr int N = K * S;
+  static constexpr int kChunk = chunk_length<scalar_t>();
+  const scalar_t (&bn)[S][K + 1];
+  const scalar_t (&an)[S][K + 1];
+  const scalar_t* grad_out;  // the staged tile of grad_y (padded)
+  const scalar_t* inject;    // (K, 2 S), see adjoint_kernel
+  int64_t t_begin;
+  int64_t n_time;
+
+  template <typename Each>
+  __device__ __forceinline__ void run(scalar_t (&U)[N], Each each) const {
+    const int l0 = threadIdx.x * kChunk;
+#pragma unroll 4
+    for (int tt = kChunk - 1; tt >= 0; --tt) {
+      const int l = l0 + tt;
+      const int64_t t = t_begin + l;
+      const int64_t m = n_time - 1 - t;  // samples before the end
+      const scalar_t* injected = m >= 0 && m < K ? inject + m * 2 * S : nullptr;
+      scalar_t u[S];
+      const scalar_t g = adjoint_step<scalar_t, K, S>(bn, an, U, grad_out[padded<scalar_t>(l)], injected, u);
+      each(l, t, g, u);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Forward.
+
+template <typename scalar_t, int K, int S>
+__global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_t> p) {
+  using L = Layout<scalar_t, K, S, false>;
+  constexpr int N = L::N;
+  constexpr int kChunk = chunk_length<scalar_t>();
+  constexpr int kTile = tile_length<scalar_t>();
+  constexpr int kPadded = padded_tile<scalar_t>();
+  unsigned char* raw = dynamic_shared();
+  int64_t* info = reinterpret_cast<int64_t*>(raw);
+  double* pw = reinterpret_cast<double*>(info + L::kInfo);
+  double* buf = pw + kPowers * N * N;
+  double* tile_start = buf + 2 * N * kThreads;  // N, then N spare
+  scalar_t* xs = reinterpret_cast<scalar_t*>(tile_start + 2 * N);
+  scalar_t* ys = xs + kPadded;
+  scalar_t* x_history = ys + kPadded;
+  scalar_t* coefficients = x_history + 2 * K;
+  scalar_t* zi = coefficients + 2 * S * (K + 1);
+
+  const int i = threadIdx.x;
+  work_item(p, p.ticket, false, info);
+  const int64_t row = info[0], tile = info[2], begin = info[3], end = info[4];
+  const int64_t t_begin = tile * kTile;
+  const int64_t n_time = p.n_time;
+  if (begin < end) stage_input<scalar_t, K>(p.x + row * p.x_row_stride, t_begin, n_time, xs, x_history);
+
+  for (int64_t c = begin; c < end; ++c) {
+    __syncthreads();  // the previous channel is done with shared memory
+    if (i == 0) info[5] = load(p.channel_order + c);
+    __syncthreads();
+    const int64_t ch = info[5];
+    scalar_t bn[S][K + 1], an[S][K + 1];
+    double bd[S][K + 1], ad[S][K + 1];
+    load_channel<scalar_t, K, S>(p, ch, tile == 0, coefficients, zi, bn, an, bd, ad);
+    chunk_powers<N, kChunk>(pw, [&](double (&v)[N]) {
+      double xh[K] = {}, out[S];
+      forward_step<double, K, S>(bd, ad, v, xh, 0.0, nullptr, -1, out);
+    });
+    const ForwardChunk<scalar_t, K, S> chunk{bn, an, xs, x_history, zi, t_begin};
+
+    // Level 2: from a zero state.
+    scalar_t h[N] = {};
+    chunk.run(h, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    double v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(h[k]);
+    const double* prefix = scan_chunks<N>(v, i, buf, pw);
+
+    // Level 3: the tile's start state, then each chunk's.
+    if (i == kThreads - 1) {
+      double start[N];
+      look_back<N>(p.tile_state + ch * p.n_tiles * 2 * N, p.tile_flag + ch * p.n_tiles, tile, 1, p.n_tiles, v,
+                   pw + kLogThreads * N * N, start);
+#pragma unroll
+      for (int k = 0; k < N; ++k) tile_start[k] = start[k];
+    }
+    __syncthreads();
+    if (p.y == nullptr) continue;  // the backward's first pass wants the tile states only
+    double S_tile[N], start[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) S_tile[k] = tile_start[k];
+    chunk_start<N>(prefix, i, pw, S_tile, start);
+
+    // Level 4: rerun from the true state; zf where the signal ends.
+#pragma unroll
+    for (int k = 0; k < N; ++k) h[k] = static_cast<scalar_t>(start[k]);
+    chunk.run(h, [&](int l, int64_t t, const scalar_t (&out)[S], const scalar_t (&hs)[N], const scalar_t (&xh)[K]) {
+      ys[padded<scalar_t>(l)] = out[S - 1];
+      if (t == n_time - 1 && p.zf != nullptr) {
+        // zf_s[j] = sum_{k>j} bn_k in_s[T+j-k] - an_k y_s[T+j-k] (+ zi_s[T+j] while T+j < K),
+        // with the histories just updated: in_s[T-1-m] = history[m].
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          const scalar_t* in_history = s == 0 ? xh : hs + (s - 1) * K;
+#pragma unroll
+          for (int j = 0; j < K; ++j) {
+            scalar_t value = 0;
+#pragma unroll
+            for (int k = j + 1; k <= K; ++k) {
+              value += bn[s][k] * in_history[k - 1 - j] - an[s][k] * hs[s * K + k - 1 - j];
+            }
+            if (n_time + j < K) value += zi[s * K + n_time + j];
+            store(p.zf + (ch * S + s) * K + j, value);
+          }
+        }
+      }
+    });
+    __syncthreads();
+    scalar_t* y_row = p.y + ch * n_time;
+    for (int e = i; e < kTile; e += kThreads) {
+      const int64_t t = t_begin + e;
+      if (t < n_time) store(y_row + t, ys[padded<scalar_t>(e)]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backward.
+
+template <typename scalar_t, int K, int S>
+__global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_t> q) {
+  using L = Layout<scalar_t, K, S, true>;
+  constexpr int N = L::N;
+  constexpr int kChunk = chunk_length<scalar_t>();
+  constexpr int kTile = tile_length<scalar_t>();
+  constexpr int kPadded = padded_tile<scalar_t>();
+  constexpr int kSums = S * (2 * K + 1);
+  const CascadeParams<scalar_t>& p = q.forward;
+  unsigned char* raw = dynamic_shared();
+  int64_t* info = reinterpret_cast<int64_t*>(raw);
+  double* pw_forward = reinterpret_cast<double*>(info + L::kInfo);
+  double* pw_adjoint = pw_forward + kPowers * N * N;
+  double* buf = pw_adjoint + kPowers * N * N;
+  double* starts = buf + 2 * N * kThreads;  // forward tile start (N), adjoint tile start (N)
+  double* partial = starts + 2 * N;         // kThreads * kSums
+  scalar_t* sig = reinterpret_cast<scalar_t*>(partial + kThreads * kSums);  // (S + 1) padded tiles: x, y_0..y_{S-1}
+  scalar_t* history = sig + (S + 1) * kPadded;  // (S + 1) * K: the samples before the tile
+  scalar_t* grad_out = history + (S + 1) * K;  // grad_y's tile
+  scalar_t* grad_in = grad_out + kPadded;      // the slice's summed input gradient
+  scalar_t* coefficients = grad_in + kPadded;
+  scalar_t* zi = coefficients + 2 * S * (K + 1);
+  scalar_t* grad_zf = zi + S * K;
+  scalar_t* inject = grad_zf + S * K;  // (K, 2 S): zf's gradient at sample T - 1 - m
+
+  const int i = threadIdx.x;
+  work_item(p, q.ticket, true, info);
+  const int64_t row = info[0], slice = info[1], tile = info[2], begin = info[3], end = info[4];
+  const int64_t t_begin = tile * kTile;
+  const int64_t n_time = p.n_time;
+  if (begin < end) stage_input<scalar_t, K>(p.x + row * p.x_row_stride, t_begin, n_time, sig, history);
+  for (int e = i; e < kPadded; e += kThreads) grad_in[e] = 0;
+  const int l0 = i * kChunk;
+  // A signal's value at local index l of this tile (l >= -K).
+  auto at = [&](int s, int l) -> scalar_t {
+    return l >= 0 ? sig[s * kPadded + padded<scalar_t>(l)] : history[s * K - l - 1];
+  };
+
+  for (int64_t c = begin; c < end; ++c) {
+    __syncthreads();
+    if (i == 0) info[5] = load(p.channel_order + c);
+    __syncthreads();
+    const int64_t ch = info[5];
+    scalar_t bn[S][K + 1], an[S][K + 1];
+    double bd[S][K + 1], ad[S][K + 1];
+    load_channel<scalar_t, K, S>(p, ch, tile == 0, coefficients, zi, bn, an, bd, ad);
+    // The forward's tile start state (published by the first pass) and the
+    // outputs' histories before the tile; grad_y's tile; zf's gradient.
+    if (i < N) {
+      starts[i] = tile == 0 ? 0.0 : load(p.tile_state + ((ch * p.n_tiles + tile - 1) * 2 + 1) * N + i);
+      history[K + i] = static_cast<scalar_t>(starts[i]);  // y_s[t_begin - 1 - k] = h[s * K + k]
+    }
+    if (i < S * K) grad_zf[i] = load(q.grad_zf + ch * S * K + i);
+    const scalar_t* g_row = q.grad_y + ch * n_time;
+    for (int e = i; e < kTile; e += kThreads) {
+      const int64_t t = t_begin + e;
+      grad_out[padded<scalar_t>(e)] = t < n_time ? load(g_row + t) : scalar_t(0);
+    }
+    __syncthreads();
+    if (i < K * S) {
+      // inject[m][2s]: -sum_{j=0}^{K-1-m} an_s[j+1+m] gzf_s[j] onto section s's
+      // gradient at T - 1 - m; inject[m][2s+1]: the same with bn onto its input's.
+      const int m = i / S, s = i % S;
+      scalar_t onto_out = 0, onto_in = 0;
+      for (int j = 0; j + 1 + m <= K; ++j) {
+        onto_out -= an[s][j + 1 + m] * grad_zf[s * K + j];
+        onto_in += bn[s][j + 1 + m] * grad_zf[s * K + j];
+      }
+      inject[m * 2 * S + 2 * s] = onto_out;
+      inject[m * 2 * S + 2 * s + 1] = onto_in;
+    }
+
+    // The forward again, every section's output into sig.
+    chunk_powers<N, kChunk>(pw_forward, [&](double (&v)[N]) {
+      double xh[K] = {}, out[S];
+      forward_step<double, K, S>(bd, ad, v, xh, 0.0, nullptr, -1, out);
+    });
+    const ForwardChunk<scalar_t, K, S> chunk{bn, an, sig, history, zi, t_begin};
+    scalar_t h[N] = {};
+    chunk.run(h, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    double v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(h[k]);
+    const double* prefix = scan_chunks<N>(v, i, buf, pw_forward);
+    double tile_start[N], start[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) tile_start[k] = starts[k];
+    chunk_start<N>(prefix, i, pw_forward, tile_start, start);
+#pragma unroll
+    for (int k = 0; k < N; ++k) h[k] = static_cast<scalar_t>(start[k]);
+    // Other threads still read sig[0] for their input history: outputs go to
+    // sig[1..S] only.
+    chunk.run(h, [&](int l, int64_t, const scalar_t (&out)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {
+#pragma unroll
+      for (int s = 0; s < S; ++s) sig[(s + 1) * kPadded + padded<scalar_t>(l)] = out[s];
+    });
+
+    // The adjoint, backwards in time: chunk order reversed (lambda).
+    chunk_powers<N, kChunk>(pw_adjoint, [&](double (&w)[N]) {
+      double u[S];
+      adjoint_step<double, K, S>(bd, ad, w, 0.0, nullptr, u);
+    });
+    const int lambda = kThreads - 1 - i;
+    const AdjointChunk<scalar_t, K, S> adjoint{bn, an, grad_out, inject, t_begin, n_time};
+    scalar_t U[N] = {};
+    adjoint.run(U, [](int, int64_t, scalar_t, const scalar_t (&)[S]) {});
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(U[k]);
+    const double* adjoint_prefix = scan_chunks<N>(v, lambda, buf, pw_adjoint);
+    if (lambda == kThreads - 1) {
+      double adjoint_start[N];
+      look_back<N>(q.tile_state + ch * p.n_tiles * 2 * N, q.tile_flag + ch * p.n_tiles, tile, -1, p.n_tiles, v,
+                   pw_adjoint + kLogThreads * N * N, adjoint_start);
+#pragma unroll
+      for (int k = 0; k < N; ++k) starts[N + k] = adjoint_start[k];
+    }
+    __syncthreads();  // also: sig holds every section's output
+#pragma unroll
+    for (int k = 0; k < N; ++k) tile_start[k] = starts[N + k];
+    chunk_start<N>(adjoint_prefix, lambda, pw_adjoint, tile_start, start);
+#pragma unroll
+    for (int k = 0; k < N; ++k) U[k] = static_cast<scalar_t>(start[k]);
+
+    double sums[kSums] = {};
+    adjoint.run(U, [&](int l, int64_t t, scalar_t g, const scalar_t (&u)[S]) {
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const double us = static_cast<double>(u[s]);
+#pragma unroll
+        for (int k = 0; k <= K; ++k) sums[s * (2 * K + 1) + k] += us * static_cast<double>(at(s, l - k));
+#pragma unroll
+        for (int k = 1; k <= K; ++k) sums[s * (2 * K + 1) + K + k] += us * static_cast<double>(at(s + 1, l - k));
+        if (tile == 0 && t < K) store(q.grad_zi + (ch * S + s) * K + t, u[s]);
+      }
+      grad_in[padded<scalar_t>(l)] += g;  // this thread's own samples: no race across threads
+    });
+    if (t_begin + l0 <= n_time - 1 && n_time - 1 < t_begin + l0 + kChunk) {
+      // zf's direct terms: zf_s[j] has bn_k in_s[T+j-k] - an_k y_s[T+j-k].
+      const int l_end = static_cast<int>(n_time - 1 - t_begin);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        for (int j = 0; j < K; ++j) {
+          const double gz = static_cast<double>(grad_zf[s * K + j]);
+          for (int k = j + 1; k <= K; ++k) {
+            const int l = l_end + 1 + j - k;  // local index of T + j - k
+            if (t_begin + l < 0) continue;
+            sums[s * (2 * K + 1) + k] += gz * static_cast<double>(at(s, l));
+            sums[s * (2 * K + 1) + K + k] += gz * static_cast<double>(at(s + 1, l));
+          }
+        }
+      }
+    }
+    // The block's sums, in a fixed order.
+#pragma unroll
+    for (int k = 0; k < kSums; ++k) partial[i * kSums + k] = sums[k];
+    __syncthreads();
+    if (i < kSums) {
+      double total = 0;
+      for (int j = 0; j < kThreads; ++j) total += partial[j * kSums + i];
+      store(q.sums + (ch * p.n_tiles + tile) * kSums + i, total);
+    }
+  }
+  __syncthreads();
+  // Written even for a slice without channels (zeros), so grad_x needs no memset.
+  scalar_t* out = q.grad_x + (slice * p.n_rows + row) * n_time;
+  for (int e = i; e < kTile; e += kThreads) {
+    const int64_t t = t_begin + e;
+    if (t < n_time) store(out + t, grad_in[padded<scalar_t>(e)]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Launchers.
+
+template <typename scalar_t, int K, int S>
+cudaError_t launch_cascade_k(const CascadeParams<scalar_t>& p, cudaStream_t stream) {
+  const int64_t blocks = p.n_rows * p.splits * p.n_tiles;
+  if (p.n_channels == 0 || p.n_time == 0 || blocks == 0) return cudaSuccess;
+  const size_t smem = Layout<scalar_t, K, S, false>::bytes();
+  auto kernel = cascade_kernel<scalar_t, K, S>;
+  const cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (error != cudaSuccess) return error;
+  return FILTERBANK_LAUNCH_KERNEL(kernel, static_cast<unsigned>(blocks), smem, stream, p);
+}
+
+template <typename scalar_t, int K, int S>
+cudaError_t launch_adjoint_k(const AdjointParams<scalar_t>& q, cudaStream_t stream) {
+  const CascadeParams<scalar_t>& p = q.forward;
+  const int64_t blocks = p.n_rows * p.splits * p.n_tiles;
+  if (p.n_channels == 0 || p.n_time == 0 || blocks == 0) return cudaSuccess;
+  const size_t smem = Layout<scalar_t, K, S, true>::bytes();
+  auto kernel = adjoint_kernel<scalar_t, K, S>;
+  const cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (error != cudaSuccess) return error;
+  return FILTERBANK_LAUNCH_KERNEL(kernel, static_cast<unsigned>(blocks), smem, stream, q);
 }
 
 }  // namespace
 
-#define FILTERBANK_ORDER_CASES(LAUNCH) \
-  switch (order) {                     \
-    case 1: return LAUNCH(1);          \
-    case 2: return LAUNCH(2);          \
-    case 3: return LAUNCH(3);          \
-    case 4: return LAUNCH(4);          \
-    case 5: return LAUNCH(5);          \
-    case 6: return LAUNCH(6);          \
-    case 7: return LAUNCH(7);          \
-    case 8: return LAUNCH(8);          \
-    default: return cudaErrorInvalidValue; \
-  }
+// The (K, S) pairs with kernels: second-order sections in groups of 1, 2 or
+// 4, and single sections of order 4 or 8 (the binding pads smaller orders
+// and group sizes with zero coefficients and unit sections, which is exact).
+#define FILTERBANK_GROUPS(CASE) CASE(2, 1) CASE(2, 2) CASE(2, 4) CASE(4, 1) CASE(8, 1)
 
-template <typename scalar_t>
-cudaError_t launch_section(const SectionParams<scalar_t>& params, int order, cudaStream_t stream) {
-#define FILTERBANK_SECTION(K) launch_section_k<scalar_t, K>(params, stream)
-  FILTERBANK_ORDER_CASES(FILTERBANK_SECTION)
-#undef FILTERBANK_SECTION
+bool has_kernel(int order, int sections) {
+#define FILTERBANK_HAS(K, S) \
+  if (order == K && sections == S) return true;
+  FILTERBANK_GROUPS(FILTERBANK_HAS)
+#undef FILTERBANK_HAS
+  return false;
 }
 
 template <typename scalar_t>
-cudaError_t launch_correlate(const CorrelateParams<scalar_t>& params, int order, cudaStream_t stream) {
-#define FILTERBANK_CORRELATE(K) launch_correlate_k<scalar_t, K>(params, stream)
-  FILTERBANK_ORDER_CASES(FILTERBANK_CORRELATE)
-#undef FILTERBANK_CORRELATE
+size_t cascade_shared_bytes(int order, int sections) {
+#define FILTERBANK_BYTES(K, S) \
+  if (order == K && sections == S) return Layout<scalar_t, K, S, false>::bytes();
+  FILTERBANK_GROUPS(FILTERBANK_BYTES)
+#undef FILTERBANK_BYTES
+  return 0;
 }
 
-template cudaError_t launch_section<float>(const SectionParams<float>&, int, cudaStream_t);
-template cudaError_t launch_section<double>(const SectionParams<double>&, int, cudaStream_t);
-template cudaError_t launch_correlate<float>(const CorrelateParams<float>&, int, cudaStream_t);
-template cudaError_t launch_correlate<double>(const CorrelateParams<double>&, int, cudaStream_t);
+template <typename scalar_t>
+size_t adjoint_shared_bytes(int order, int sections) {
+#define FILTERBANK_BYTES(K, S) \
+  if (order == K && sections == S) return Layout<scalar_t, K, S, true>::bytes();
+  FILTERBANK_GROUPS(FILTERBANK_BYTES)
+#undef FILTERBANK_BYTES
+  return 0;
+}
+
+template <typename scalar_t>
+cudaError_t launch_cascade(const CascadeParams<scalar_t>& params, int order, int sections, cudaStream_t stream) {
+#define FILTERBANK_CASCADE(K, S) \
+  if (order == K && sections == S) return launch_cascade_k<scalar_t, K, S>(params, stream);
+  FILTERBANK_GROUPS(FILTERBANK_CASCADE)
+#undef FILTERBANK_CASCADE
+  return cudaErrorInvalidValue;
+}
+
+template <typename scalar_t>
+cudaError_t launch_adjoint(const AdjointParams<scalar_t>& params, int order, int sections, cudaStream_t stream) {
+#define FILTERBANK_ADJOINT(K, S) \
+  if (order == K && sections == S) return launch_adjoint_k<scalar_t, K, S>(params, stream);
+  FILTERBANK_GROUPS(FILTERBANK_ADJOINT)
+#undef FILTERBANK_ADJOINT
+  return cudaErrorInvalidValue;
+}
+
+template size_t cascade_shared_bytes<float>(int, int);
+template size_t cascade_shared_bytes<double>(int, int);
+template size_t adjoint_shared_bytes<float>(int, int);
+template size_t adjoint_shared_bytes<double>(int, int);
+template cudaError_t launch_cascade<float>(const CascadeParams<float>&, int, int, cudaStream_t);
+template cudaError_t launch_cascade<double>(const CascadeParams<double>&, int, int, cudaStream_t);
+template cudaError_t launch_adjoint<float>(const AdjointParams<float>&, int, int, cudaStream_t);
+template cudaError_t launch_adjoint<double>(const AdjointParams<double>&, int, int, cudaStream_t);
 
 }  // namespace filterbank

@@ -1,12 +1,17 @@
 """CUDA kernels for a cascade of IIR sections, forward and backward.
 
 Same contract as ``filterbank.kernels.reference`` (see there for shapes). The
-kernels live in ``csrc/`` (``iir_scan.cu``: a time-parallel chunked scan per
-section, and the backward's fused reductions) and are compiled on first use
+kernels live in ``csrc/`` (``iir_scan.cu``: a group of sections in one
+time-parallel pass with float64 carries, and its fused backward; see
+docs/design.md, "Time-parallel scan (GPU)") and are compiled on first use
 with ``torch.utils.cpp_extension`` into torch's extension cache, so later
 processes load them in a moment. Build ahead of time with
 
     python -m filterbank.kernels.cuda
+
+The same source also builds for CPU threads (:func:`build_emulated`, g++
+only, tensors on the CPU): the tests run every kernel that way, and it counts
+the kernels' global-memory traffic.
 
 Environment (the README's table lists these too):
 
@@ -18,12 +23,15 @@ Environment (the README's table lists these too):
   and ``MAX_JOBS`` steer the build.
 
 If the build fails, one warning says why and the op layer falls back to the
-reference. A cascade of S sections runs S scans; float16/bfloat16 are
-computed in float32; orders above ``MAX_ORDER`` use the reference.
+reference. Sections run in groups: second-order sections (and first-order
+ones, padded with zero coefficients) four to a kernel launch, sections of
+order 3-4 and 5-8 one to a launch (padded to order 4 or 8); the padding is
+exact. float16/bfloat16 are computed in float32.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -32,18 +40,23 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import adjoint
+from . import reference
 from ._dtypes import compute_dtype
 
-__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build", "sources",
-           "source_folder"]
+__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build", "build_emulated",
+           "sources", "source_folder"]
 
 MAX_ORDER = 8  # kMaxOrder in csrc/iir_scan.h
 _extension = None
 _failure: Optional[str] = None
 
 
+# What each build compiles, and every file either build reads (the build's
+# name carries their digest, so an edited header rebuilds too).
 SOURCES = ("binding.cpp", "iir_scan.cu")
+EMULATED_SOURCES = ("binding.cpp", "emulated.cpp")
+FILES = ("binding.cpp", "iir_scan.cu", "iir_scan.h", "emulation.h", "emulated.cpp")
+_emulated = None
 
 
 def source_folder() -> Path:
@@ -61,26 +74,42 @@ def sources() -> list[Path]:
     return [source_folder() / name for name in SOURCES]
 
 
+def _compile(name: str, files: tuple[str, ...], verbose: bool, **options):
+    from torch.utils import cpp_extension
+
+    folder = source_folder()
+    missing = [str(folder / f) for f in FILES if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"the CUDA sources are missing: {', '.join(missing)} (reinstall filterbank, or point FILTERBANK_CSRC "
+            "at a folder holding them)")
+    digest = hashlib.sha256(b"".join((folder / f).read_bytes() for f in FILES)).hexdigest()[:12]
+    return cpp_extension.load(name=f"{name}_{digest}", sources=[str(folder / f) for f in files], verbose=verbose,
+                              **options)
+
+
 def build(verbose: bool = False):
-    """Compile (or load from torch's cache) the extension; raises on failure."""
+    """Compile (or load from torch's cache) the CUDA extension; raises on failure."""
     global _extension
     if _extension is None:
-        from torch.utils import cpp_extension
-
-        files = sources()
-        missing = [str(p) for p in files if not p.exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"the CUDA sources are missing: {', '.join(missing)} (reinstall filterbank, or point FILTERBANK_CSRC "
-                "at a folder holding them)")
-        _extension = cpp_extension.load(
-            name="filterbank_cuda",
-            sources=[str(p) for p in files],
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3", "-std=c++17"],
-            verbose=verbose,
-        )
+        _extension = _compile("filterbank_cuda", SOURCES, verbose, extra_cflags=["-O3"],
+                              extra_cuda_cflags=["-O3", "-std=c++17"])
     return _extension
+
+
+def build_emulated(verbose: bool = False):
+    """The same kernels compiled as C++ for CPU threads (needs only g++); takes CPU tensors.
+
+    Besides the CUDA extension's functions it has ``reset_traffic()`` and
+    ``traffic() -> (bytes read, bytes written, launches)``, the kernels'
+    global-memory traffic since the reset.
+    """
+    global _emulated
+    if _emulated is None:
+        flags = ["-O2", "-std=c++20", "-DFILTERBANK_EMULATE", "-pthread"]
+        _emulated = _compile("filterbank_emulated", EMULATED_SOURCES, verbose, extra_cflags=flags,
+                             extra_ldflags=["-pthread"])
+    return _emulated
 
 
 def available() -> bool:
@@ -113,83 +142,103 @@ def supports(order: int) -> bool:
     return 0 <= order <= MAX_ORDER
 
 
-def _final_state(inp: Tensor, inp_index: Tensor, out: Tensor, bn: Tensor, an: Tensor, zi: Tensor) -> Tensor:
-    """scipy's TDF-II state after the last sample, from the last ``K`` samples.
+def _padded_order(order: int) -> int:
+    """The kernel order a section of ``order`` runs as (zero coefficients above it)."""
+    return 2 if order <= 2 else 4 if order <= 4 else 8
 
-    ``zf[i] = sum_{k>i} bn_k inp[T+i-k] - an_k out[T+i-k]`` (+ ``zi[T+i]`` when
-    ``T + i < K``). inp: (rows, T); out: (P, T); bn, an: (P, K + 1); zi: (P, K).
+
+def _groups(order: int, n_sections: int) -> list[tuple[int, int, int]]:
+    """``(first, count, kernel_size)`` per launch: consecutive sections, padded with unit sections."""
+    largest = 4 if _padded_order(order) == 2 else 1
+    groups = []
+    for first in range(0, n_sections, largest):
+        count = min(largest, n_sections - first)
+        groups.append((first, count, 4 if count == 3 else count))
+    return groups
+
+
+def _pad_group(b: Tensor, a: Tensor, zi: Tensor, order: int, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sections (P, count, K + 1) padded to (P, size, order + 1): zero coefficients, then unit sections."""
+    n_channels, count, width = b.shape
+    shape = (n_channels, size, order + 1)
+    b_padded, a_padded = b.new_zeros(shape), a.new_zeros(shape)
+    b_padded[:, :, 0] = 1
+    a_padded[:, :, 0] = 1
+    b_padded[:, :count, :width] = b
+    a_padded[:, :count, :width] = a
+    zi_padded = zi.new_zeros((n_channels, size, order))
+    zi_padded[:, :count, : width - 1] = zi
+    return b_padded, a_padded, zi_padded
+
+
+def _row_ranges(x_index: Tensor, n_rows: int, channels_per_block: int) -> tuple[Tensor, Tensor, int]:
+    """The channels of each input row, without a host sync: ``(row_start, channel_order, splits)``.
+
+    Channel ``channel_order[row_start[r] + j]`` reads row ``r``; a block takes
+    one of ``splits`` slices of a row's channels.
     """
-    order = bn.shape[-1] - 1
-    n_time = out.shape[-1]
-    # The last K samples, zero before the start: tail[:, j] = signal[:, T - K + j].
-    inp_tail = torch.nn.functional.pad(inp[:, max(0, n_time - order):], (max(0, order - n_time), 0))[inp_index]
-    out_tail = torch.nn.functional.pad(out[:, max(0, n_time - order):], (max(0, order - n_time), 0))
-    zf = torch.zeros_like(zi)
-    for i in range(order):
-        for k in range(i + 1, order + 1):
-            j = order + i - k
-            zf[:, i] += bn[:, k] * inp_tail[:, j] - an[:, k] * out_tail[:, j]
-        if n_time + i < order:
-            zf[:, i] += zi[:, n_time + i]
-    return zf
+    channel_order = torch.argsort(x_index, stable=True)
+    boundaries = torch.arange(n_rows + 1, device=x_index.device, dtype=x_index.dtype)
+    row_start = torch.searchsorted(x_index[channel_order], boundaries).to(torch.int64)
+    per_row = -(-x_index.shape[0] // max(n_rows, 1))
+    return row_start, channel_order, max(1, -(-per_row // channels_per_block))
 
 
-def _section(inp: Tensor, inp_index: Tensor, bn: Tensor, an: Tensor, zi: Optional[Tensor], reverse: bool) -> Tensor:
-    """One section over every channel by the chunked scan. inp: (rows, T) -> (P, T)."""
-    out = torch.empty((bn.shape[0], inp.shape[-1]), dtype=inp.dtype, device=inp.device)
-    if bn.shape[-1] == 1:  # order 0: a gain
-        return torch.mul(inp[inp_index], bn, out=out)
-    build().section_scan(inp, inp_index, bn, an, zi, out, reverse)
-    return out
+def _gain(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor) -> Tensor:
+    """Sections of order 0: each channel's input times the product of ``b0 / a0``."""
+    return x[x_index] * (b[..., 0] / a[..., 0]).prod(-1, keepdim=True)
 
 
-def _prepare(x: Tensor, b: Tensor, a: Tensor):
+def _forward(extension, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor):
+    """The cascade in the compute dtype: ``(y (P, T), zf (P, S, K), inputs)``, one launch per group.
+
+    ``inputs`` lists each group's input ``(signal, index)``: x itself, then the
+    previous group's output.
+    """
     dtype = compute_dtype(x.dtype)
-    rows = x.to(dtype).contiguous()  # the kernels read time with unit stride
-    b, a = b.to(dtype), a.to(dtype)  # normalise in the compute dtype, not in float16
-    return rows, b / a[..., :1], a / a[..., :1]
-
-
-def _forward(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
-    """The cascade in the compute dtype: (y (P, T), zf (P, S, K))."""
-    rows, bn, an = _prepare(x, b, a)
-    zi = zi.to(rows.dtype)
-    n_channels, n_sections = b.shape[0], b.shape[1]
-    channels = torch.arange(n_channels, device=x.device)
-    signal, index = rows, x_index.contiguous()
-    final_states = []
-    for s in range(n_sections):
-        b_s, a_s, zi_s = bn[:, s].contiguous(), an[:, s].contiguous(), zi[:, s].contiguous()
-        out = _section(signal, index, b_s, a_s, zi_s, reverse=False)
-        final_states.append(_final_state(signal, index, out, b_s, a_s, zi_s))
-        signal, index = out, channels
-    return signal, torch.stack(final_states, dim=1)
+    rows = x.to(dtype).contiguous()
+    b, a, zi = b.to(dtype), a.to(dtype), zi.to(dtype)
+    n_channels, n_sections, width = b.shape
+    order, n_time = width - 1, rows.shape[-1]
+    if order == 0:
+        return _gain(rows, x_index, b, a), zi.clone(), [(rows, x_index)]
+    if n_time == 0 or n_channels == 0:
+        return rows.new_empty((n_channels, n_time)), zi.clone(), [(rows, x_index)]
+    kernel_order = _padded_order(order)
+    signal, index = rows, x_index
+    inputs, final_states = [], []
+    for first, count, size in _groups(order, n_sections):
+        group = slice(first, first + count)
+        bg, ag, zig = _pad_group(b[:, group], a[:, group], zi[:, group], kernel_order, size)
+        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block)
+        y = rows.new_empty((n_channels, n_time))
+        zf = rows.new_empty((n_channels, size, kernel_order))
+        extension.cascade_forward(signal, row_start, channel_order, bg, ag, zig, y, zf, splits)
+        inputs.append((signal, index))
+        final_states.append(zf[:, :count, :order])
+        signal, index = y, torch.arange(n_channels, device=x.device)
+    return signal, torch.cat(final_states, dim=1), inputs
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
     """Forward kernel; see ``filterbank.kernels.reference.iir_cascade``."""
-    y, zf = _forward(x, x_index, b, a, zi)
+    y, zf, _ = _forward(build(), x, x_index, b, a, zi)
     return y.to(x.dtype), zf.to(x.dtype)
 
 
-def _correlate(u: Tensor, inp: Tensor, inp_index: Tensor, out: Tensor, bn: Tensor):
-    """``adjoint.correlate_torch`` by the fused kernel: no per-sample products stored."""
-    order = bn.shape[-1] - 1
-    if order == 0:
-        return adjoint.correlate_torch(u, inp, inp_index, out, bn)
-    sums = torch.zeros((bn.shape[0], 2 * order + 1), dtype=torch.float64, device=u.device)
-    grad_in = torch.empty_like(u)
-    build().correlate(u.contiguous(), inp, inp_index.contiguous(), out.contiguous(), bn.contiguous(), grad_in, sums)
-    sums = sums.to(u.dtype)
-    return sums[:, : order + 1], sums[:, order + 1 :], grad_in
+def _raw_gradients(sums: Tensor, b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of raw ``b, a`` (P, S, K + 1) from the kernel's sums for the normalised ones.
 
-
-def _reversed_allpole(g: Tensor, an: Tensor) -> Tensor:
-    """``u[t] = g[t] - sum_k an_k u[t+k]``: the scan run backwards in time."""
-    impulse = torch.zeros_like(an)
-    impulse[:, 0] = 1
-    channels = torch.arange(an.shape[0], device=g.device)
-    return _section(g.contiguous(), channels, impulse, an.contiguous(), None, reverse=True)
+    sums: (P, S, 2K + 1) float64, ``[:K+1]`` for ``bn``, ``[K+1:]`` minus the gradient of ``an[1:]``.
+    """
+    order = b.shape[-1] - 1
+    b, a = b.double(), a.double()
+    a0 = a[..., :1]
+    bn, an = b / a0, a / a0
+    grad_bn = sums[..., : order + 1]
+    grad_an = -sums[..., order + 1 :]
+    grad_a0 = -((grad_bn * bn).sum(-1, keepdim=True) + (grad_an * an[..., 1:]).sum(-1, keepdim=True)) / a0
+    return grad_bn / a0, torch.cat([grad_a0, grad_an / a0], dim=-1)
 
 
 def iir_cascade_backward(
@@ -197,18 +246,47 @@ def iir_cascade_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Backward kernel; see ``filterbank.kernels.reference.iir_cascade_backward``.
 
-    Recomputes each section's output with the scan, runs the adjoint
-    recursion as the same scan backwards in time, and reduces the coefficient
-    sums and the input gradient in one fused kernel per section.
+    One fused backward per group (from the last): recomputes the group's
+    forward in the kernel, runs the adjoint recursion and reduces the
+    coefficient sums and the input gradient inside the blocks. A cascade of
+    several groups keeps the groups' inputs from one forward pass.
     """
+    extension = build()
     dtype = compute_dtype(x.dtype)
-    rows = x.to(dtype).contiguous()
-    with torch.no_grad():
-        grads = adjoint.backward(
-            _forward, grad_y.to(dtype), grad_zf.to(dtype), rows, x_index, b.to(dtype), a.to(dtype),
-            zi.to(dtype), correlate=_correlate, reversed_allpole=_reversed_allpole,
-        )
-    return tuple(g.to(t.dtype) for g, t in zip(grads, (x, b, a, zi)))
+    n_channels, n_sections, width = b.shape
+    order, n_time = width - 1, x.shape[-1]
+    bc, ac = b.to(dtype), a.to(dtype)
+    grad = grad_y.to(dtype).contiguous()
+    grad_zf = grad_zf.to(dtype)
+    if order == 0 or n_time == 0 or n_channels == 0:
+        # No kernel needed: the reference's autograd (a gain, or nothing to filter).
+        return reference.iir_cascade_backward(grad_y, grad_zf.to(x.dtype), x, x_index, b, a, zi)
+    if len(_groups(order, n_sections)) > 1:
+        _, _, inputs = _forward(extension, x, x_index, b, a, zi)
+    else:
+        inputs = [(x.to(dtype).contiguous(), x_index)]
+    kernel_order = _padded_order(order)
+    grads_b, grads_a, grads_zi = [], [], []
+    for (first, count, size), (signal, index) in reversed(list(zip(_groups(order, n_sections), inputs))):
+        group = slice(first, first + count)
+        bg, ag, zig = _pad_group(bc[:, group], ac[:, group], zi.to(dtype)[:, group], kernel_order, size)
+        _, _, grad_zf_g = _pad_group(bc[:, group], ac[:, group], grad_zf[:, group], kernel_order, size)
+        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block)
+        grad_in = signal.new_empty((splits, signal.shape[0], n_time))
+        grad_zi = signal.new_empty((n_channels, size, kernel_order))
+        sums = extension.cascade_backward(signal, row_start, channel_order, bg, ag, zig, grad, grad_zf_g, grad_in,
+                                          grad_zi, splits)
+        grad_b, grad_a = _raw_gradients(sums.sum(1), bg, ag)
+        grads_b.insert(0, grad_b[:, :count, :width])
+        grads_a.insert(0, grad_a[:, :count, :width])
+        grad_zi = grad_zi[:, :count, :order].clone()
+        for j in range(order):
+            if n_time + j < order:  # zf[j] = zi[T + j] when the signal is shorter than the state
+                grad_zi[..., n_time + j] += grad_zf[:, group, j]
+        grads_zi.insert(0, grad_zi)
+        grad = grad_in.sum(0) if splits > 1 else grad_in[0]
+    return (grad.to(x.dtype), torch.cat(grads_b, 1).to(b.dtype), torch.cat(grads_a, 1).to(a.dtype),
+            torch.cat(grads_zi, 1).to(zi.dtype))
 
 
 if __name__ == "__main__":
