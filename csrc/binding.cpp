@@ -86,11 +86,12 @@ filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at
   return p;
 }
 
-// Look-back workspace: states (P, tiles, 2, K * S) float64, flags (P, tiles)
-// and the block ticket, both zeroed.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> workspace(const at::Tensor& x, const Shape& shape) {
+// Look-back workspace: states (P, tiles, 2, state) float64, flags (P, tiles)
+// and the block ticket, both zeroed. The forward's state is K * (S + 1)
+// (the input history too), the adjoint's K * S.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> workspace(const at::Tensor& x, const Shape& shape, int64_t state) {
   const auto options = x.options();
-  return {at::empty({shape.channels, shape.tiles, 2, shape.order * shape.sections}, options.dtype(at::kDouble)),
+  return {at::empty({shape.channels, shape.tiles, 2, state}, options.dtype(at::kDouble)),
           at::zeros({shape.channels, shape.tiles}, options.dtype(at::kInt)), at::zeros({1}, options.dtype(at::kInt))};
 }
 
@@ -120,7 +121,7 @@ void cascade_forward(const at::Tensor& x, const at::Tensor& row_start, const at:
   check_tensor(y, "y", x, {shape.channels, shape.time});
   check_tensor(zf, "zf", x, {shape.channels, shape.sections, shape.order});
   const DeviceScope scope(x);
-  auto [tile_state, tile_flag, ticket] = workspace(x, shape);
+  auto [tile_state, tile_flag, ticket] = workspace(x, shape, shape.order * (shape.sections + 1));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_forward", [&] {
     auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, tile_state, tile_flag, ticket);
     p.y = y.data_ptr<scalar_t>();
@@ -147,8 +148,8 @@ at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, co
   const DeviceScope scope(x);
   at::Tensor sums = at::zeros({shape.channels, shape.tiles, shape.sections, 2 * shape.order + 1},
                               x.options().dtype(at::kDouble));
-  auto [forward_state, forward_flag, forward_ticket] = workspace(x, shape);
-  auto [adjoint_state, adjoint_flag, adjoint_ticket] = workspace(x, shape);
+  auto [forward_state, forward_flag, forward_ticket] = workspace(x, shape, shape.order * (shape.sections + 1));
+  auto [adjoint_state, adjoint_flag, adjoint_ticket] = workspace(x, shape, shape.order * shape.sections);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_backward", [&] {
     auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, forward_state, forward_flag,
                                       forward_ticket);

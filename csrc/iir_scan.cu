@@ -37,7 +37,6 @@ constexpr int kLogThreads = 7;
 static_assert((1 << kLogThreads) == kThreads, "kThreads must be 2^kLogThreads");
 constexpr int kPowers = kLogThreads + 1;  // M^(2^m), m = 0..kLogThreads; the last is the tile's transition
 static_assert(chunk_length<double>() >= kMaxOrder, "a chunk must hold a full history");
-static_assert(kThreads >= kMaxState * kMaxState, "one thread per entry of a state matrix");
 
 #ifdef FILTERBANK_EMULATE
 inline unsigned char* dynamic_shared() { return static_cast<unsigned char*>(FILTERBANK_DYNAMIC_SHARED()); }
@@ -168,31 +167,128 @@ __device__ __forceinline__ V adjoint_step(const V (&bn)[S][K + 1], const V (&an)
 // ---------------------------------------------------------------------------
 // Combining chunks, in float64.
 
-// pw[m] = M^(2^m) (N x N row-major, m = 0..kLogThreads), M = F^chunk: thread
-// n < N runs the zero-input recursion from the n-th unit state for one
-// chunk (column n of M), then one squaring per level.
-template <int N, int kChunk, typename Step>
-__device__ __forceinline__ void chunk_powers(double* pw, Step zero_input_step) {
+__host__ __device__ constexpr int binomial(int n, int k) {
+  int value = 1;
+  for (int j = 1; j <= k; ++j) value = value * (n - k + j) / j;
+  return value;
+}
+
+__host__ __device__ constexpr int log2_exact(int n) { return n <= 1 ? 0 : 1 + log2_exact(n / 2); }
+
+// The basis the chunks' states are combined in. A section's output history
+// h_0..h_{K-1} (h_j = y[t - 1 - j]) is carried as its repeated differences
+// c_k = ((1 - sigma E)^k h)_0 = sum_{j<=k} C(k, j) (-sigma)^j h_j, sigma = +1
+// when the poles lie to the right (their sum -a_1 >= 0), else -1. For poles
+// near z = sigma the history's entries nearly agree and the powers of the
+// companion matrix cancel catastrophically in float64 (low bands, poles near
+// the unit circle); in differences they do not. The inverse is
+// h_k = sigma^k sum_{j<=k} C(k, j) (-1)^j c_j.
+template <int K, int kBlocks>
+struct CarriedBasis {
+  static constexpr int N = K * kBlocks;
+  double sigma[kBlocks];
+
+  // Blocks take the sigma of section first_section + block (clamped at 0:
+  // the forward's input history goes with the first section).
+  template <int S>
+  __device__ __forceinline__ CarriedBasis(const double (&ad)[S][K + 1], int first_section) {
+#pragma unroll
+    for (int block = 0; block < kBlocks; ++block) {
+      const int s = first_section + block < 0 ? 0 : first_section + block;
+      sigma[block] = -ad[s][1] >= 0 ? 1.0 : -1.0;
+    }
+  }
+  // Entries of the block-diagonal transform (c = T h) and of its inverse.
+  __device__ __forceinline__ double forward(int r, int c) const {
+    if (r / K != c / K || c % K > r % K) return 0.0;
+    const int k = r % K, j = c % K;
+    return binomial(k, j) * (j % 2 ? -sigma[r / K] : 1.0);
+  }
+  __device__ __forceinline__ double inverse(int r, int c) const {
+    if (r / K != c / K || c % K > r % K) return 0.0;
+    const int k = r % K, j = c % K;
+    return binomial(k, j) * (k % 2 ? sigma[r / K] : 1.0) * (j % 2 ? -1.0 : 1.0);
+  }
+  template <typename V>
+  __device__ __forceinline__ void to_carried(const V (&h)[N], double (&c)[N]) const {
+#pragma unroll
+    for (int r = 0; r < N; ++r) {
+      double acc = 0;
+#pragma unroll
+      for (int j = 0; j < K; ++j) acc += forward(r, (r / K) * K + j) * static_cast<double>(h[(r / K) * K + j]);
+      c[r] = acc;
+    }
+  }
+  template <typename V>
+  __device__ __forceinline__ void from_carried(const double (&c)[N], V (&h)[N]) const {
+#pragma unroll
+    for (int r = 0; r < N; ++r) {
+      double acc = 0;
+#pragma unroll
+      for (int j = 0; j < K; ++j) acc += inverse(r, (r / K) * K + j) * c[(r / K) * K + j];
+      h[r] = static_cast<V>(acc);
+    }
+  }
+};
+
+// pw[m] = M^(2^m) (N x N row-major, m = 0..kLogThreads) in the carried
+// basis, M = F^chunk. Thread n < N runs the zero-input recursion one step
+// from the n-th unit history (column n of F), F is changed to the carried
+// basis, then squared log2(chunk) times into M and once per level after.
+template <int N, int kChunk, typename Step, typename Basis>
+__device__ __forceinline__ void chunk_powers(double* pw, Step zero_input_step, const Basis& basis) {
+  static_assert((1 << log2_exact(kChunk)) == kChunk, "chunks of 2^k samples");
   const int i = threadIdx.x;
+  double* F = pw + (kPowers - 1) * N * N;  // scratch until the last levels
+  double* scratch = pw + (kPowers - 2) * N * N;
   if (i < N) {
     double v[N];
 #pragma unroll
     for (int k = 0; k < N; ++k) v[k] = k == i ? 1.0 : 0.0;
-#pragma unroll 1
-    for (int t = 0; t < kChunk; ++t) zero_input_step(v);
+    zero_input_step(v);
 #pragma unroll
-    for (int r = 0; r < N; ++r) pw[r * N + i] = v[r];
+    for (int k = 0; k < N; ++k) F[k * N + i] = v[k];
   }
   __syncthreads();
+  for (int e = i; e < N * N; e += kThreads) {
+    const int r = e / N, c = e % N;
+    double acc = 0;
+#pragma unroll
+    for (int l = 0; l < N; ++l) acc += basis.forward(r, l) * F[l * N + c];
+    scratch[e] = acc;
+  }
+  __syncthreads();
+  for (int e = i; e < N * N; e += kThreads) {
+    const int r = e / N, c = e % N;
+    double acc = 0;
+#pragma unroll
+    for (int l = 0; l < N; ++l) acc += scratch[r * N + l] * basis.inverse(l, c);
+    F[e] = acc;
+  }
+  __syncthreads();
+  const double* source = F;
+#pragma unroll 1
+  for (int q = 0; q < log2_exact(kChunk); ++q) {
+    double* target = q == log2_exact(kChunk) - 1 ? pw : (source == F ? scratch : F);
+    for (int e = i; e < N * N; e += kThreads) {
+      const int r = e / N, c = e % N;
+      double acc = 0;
+#pragma unroll
+      for (int l = 0; l < N; ++l) acc += source[r * N + l] * source[l * N + c];
+      target[e] = acc;
+    }
+    __syncthreads();
+    source = target;
+  }
 #pragma unroll 1
   for (int m = 1; m < kPowers; ++m) {
-    if (i < N * N) {
-      const double* P = pw + (m - 1) * N * N;
-      const int r = i / N, c = i % N;
+    const double* P = pw + (m - 1) * N * N;
+    for (int e = i; e < N * N; e += kThreads) {
+      const int r = e / N, c = e % N;
       double acc = 0;
 #pragma unroll
       for (int l = 0; l < N; ++l) acc += P[r * N + l] * P[l * N + c];
-      pw[m * N * N + i] = acc;
+      pw[m * N * N + e] = acc;
     }
     __syncthreads();
   }
@@ -321,10 +417,11 @@ __device__ __forceinline__ void chunk_start(const double* prefix, int lambda, co
 
 template <typename scalar_t, int K, int S, bool kAdjoint>
 struct Layout {
-  static constexpr int N = K * S;
+  static constexpr int N = K * S;          // the adjoint's state: the sections' adjoint histories
+  static constexpr int NF = K * (S + 1);   // the forward's state: the input history and the sections' histories
   static constexpr int kInfo = 8;  // int64: ticket, channel range, channel
-  static constexpr int kDoubles = kPowers * N * N * (kAdjoint ? 2 : 1) + 2 * N * kThreads + 2 * N +
-                                  (kAdjoint ? kThreads * S * (2 * K + 1) : 0);
+  static constexpr int kDoubles = kPowers * NF * NF + (kAdjoint ? kPowers * N * N : 0) + 2 * NF * kThreads +
+                                  2 * NF + (kAdjoint ? kThreads * S * (2 * K + 1) : 0);
   static constexpr int kSignals = kAdjoint ? S + 1 : 2;  // x and the outputs (forward: x and y)
   static constexpr int kScalars = kSignals * padded_tile<scalar_t>() + kSignals * K +
                                   (kAdjoint ? 2 * padded_tile<scalar_t>() : 0) + 2 * S * (K + 1) + S * K +
@@ -403,6 +500,35 @@ __device__ __forceinline__ void load_channel(const CascadeParams<scalar_t>& p, i
   }
 }
 
+// The forward's state as one vector: the input history, then the sections'
+// output histories. The chunks' zero-start runs start from no input history
+// either, so that they see only their own samples (with the true input
+// history and a zero output history, a high-pass would start from a transient
+// many times the signal, and the carries would cancel it in rounding).
+template <typename V, int K, int S>
+__device__ __forceinline__ void join_state(const V (&xh)[K], const V (&h)[K * S], V (&v)[K * (S + 1)]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) v[k] = xh[k];
+#pragma unroll
+  for (int k = 0; k < K * S; ++k) v[K + k] = h[k];
+}
+template <typename V, int K, int S>
+__device__ __forceinline__ void split_state(const V (&v)[K * (S + 1)], V (&xh)[K], V (&h)[K * S]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) xh[k] = v[k];
+#pragma unroll
+  for (int k = 0; k < K * S; ++k) h[k] = v[K + k];
+}
+// One zero-input step of the forward state, in float64.
+template <int K, int S>
+__device__ __forceinline__ void forward_zero_input(const double (&bd)[S][K + 1], const double (&ad)[S][K + 1],
+                                                   double (&v)[K * (S + 1)]) {
+  double xh[K], h[K * S], out[S];
+  split_state<double, K, S>(v, xh, h);
+  forward_step<double, K, S>(bd, ad, h, xh, 0.0, nullptr, -1, out);
+  join_state<double, K, S>(xh, h, v);
+}
+
 // The forward chunks of this tile for one channel, levels 2-3: the chunk's
 // zero-start end state, the scan, and the true start state of thread i's
 // chunk given the tile's start state. The caller looks back in between when
@@ -423,11 +549,10 @@ struct ForwardChunk {
 #pragma unroll
     for (int k = 0; k < K; ++k) xh[k] = l0 == 0 ? history[k] : x[padded<scalar_t>(l0 - 1 - k)];
   }
-  // Runs thread i's chunk from h; calls each(l, t, out, h, xh) after every sample.
+  // Runs thread i's chunk from the histories h and xh; calls
+  // each(l, t, out, h, xh) after every sample.
   template <typename Each>
-  __device__ __forceinline__ void run(scalar_t (&h)[N], Each each) const {
-    scalar_t xh[K];
-    input_history(xh);
+  __device__ __forceinline__ void run(scalar_t (&h)[N], scalar_t (&xh)[K], Each each) const {
     const int l0 = threadIdx.x * kChunk;
 #pragma unroll 4
     for (int tt = 0; tt < kChunk; ++tt) {
@@ -476,16 +601,16 @@ struct AdjointChunk {
 template <typename scalar_t, int K, int S>
 __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_t> p) {
   using L = Layout<scalar_t, K, S, false>;
-  constexpr int N = L::N;
+  constexpr int N = L::N, NF = L::NF;
   constexpr int kChunk = chunk_length<scalar_t>();
   constexpr int kTile = tile_length<scalar_t>();
   constexpr int kPadded = padded_tile<scalar_t>();
   unsigned char* raw = dynamic_shared();
   int64_t* info = reinterpret_cast<int64_t*>(raw);
   double* pw = reinterpret_cast<double*>(info + L::kInfo);
-  double* buf = pw + kPowers * N * N;
-  double* tile_start = buf + 2 * N * kThreads;  // N, then N spare
-  scalar_t* xs = reinterpret_cast<scalar_t*>(tile_start + 2 * N);
+  double* buf = pw + kPowers * NF * NF;
+  double* tile_start = buf + 2 * NF * kThreads;  // NF, then NF spare
+  scalar_t* xs = reinterpret_cast<scalar_t*>(tile_start + 2 * NF);
   scalar_t* ys = xs + kPadded;
   scalar_t* x_history = ys + kPadded;
   scalar_t* coefficients = x_history + 2 * K;
@@ -506,46 +631,47 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
     scalar_t bn[S][K + 1], an[S][K + 1];
     double bd[S][K + 1], ad[S][K + 1];
     load_channel<scalar_t, K, S>(p, ch, tile == 0, coefficients, zi, bn, an, bd, ad);
-    chunk_powers<N, kChunk>(pw, [&](double (&v)[N]) {
-      double xh[K] = {}, out[S];
-      forward_step<double, K, S>(bd, ad, v, xh, 0.0, nullptr, -1, out);
-    });
+    const CarriedBasis<K, S + 1> basis(ad, -1);
+    chunk_powers<NF, kChunk>(pw, [&](double (&v)[NF]) { forward_zero_input<K, S>(bd, ad, v); }, basis);
     const ForwardChunk<scalar_t, K, S> chunk{bn, an, xs, x_history, zi, t_begin};
 
-    // Level 2: from a zero state.
-    scalar_t h[N] = {};
-    chunk.run(h, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
-    double v[N];
-#pragma unroll
-    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(h[k]);
-    const double* prefix = scan_chunks<N>(v, i, buf, pw);
+    // Level 2: from a zero state (no history at all).
+    scalar_t h[N] = {}, xh[K] = {}, state[NF];
+    chunk.run(h, xh, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    double v[NF];
+    join_state<scalar_t, K, S>(xh, h, state);
+    basis.to_carried(state, v);
+    const double* prefix = scan_chunks<NF>(v, i, buf, pw);
 
     // Level 3: the tile's start state, then each chunk's.
     if (i == kThreads - 1) {
-      double start[N];
-      look_back<N>(p.tile_state + ch * p.n_tiles * 2 * N, p.tile_flag + ch * p.n_tiles, tile, 1, p.n_tiles, v,
-                   pw + kLogThreads * N * N, start);
+      double start[NF];
+      look_back<NF>(p.tile_state + ch * p.n_tiles * 2 * NF, p.tile_flag + ch * p.n_tiles, tile, 1, p.n_tiles, v,
+                    pw + kLogThreads * NF * NF, start);
 #pragma unroll
-      for (int k = 0; k < N; ++k) tile_start[k] = start[k];
+      for (int k = 0; k < NF; ++k) tile_start[k] = start[k];
     }
     __syncthreads();
     if (p.y == nullptr) continue;  // the backward's first pass wants the tile states only
-    double S_tile[N], start[N];
+    double S_tile[NF], start[NF];
 #pragma unroll
-    for (int k = 0; k < N; ++k) S_tile[k] = tile_start[k];
-    chunk_start<N>(prefix, i, pw, S_tile, start);
+    for (int k = 0; k < NF; ++k) S_tile[k] = tile_start[k];
+    chunk_start<NF>(prefix, i, pw, S_tile, start);
 
-    // Level 4: rerun from the true state; zf where the signal ends.
-#pragma unroll
-    for (int k = 0; k < N; ++k) h[k] = static_cast<scalar_t>(start[k]);
-    chunk.run(h, [&](int l, int64_t t, const scalar_t (&out)[S], const scalar_t (&hs)[N], const scalar_t (&xh)[K]) {
+    // Level 4: rerun from the true state (the input history read, not
+    // carried); zf where the signal ends.
+    basis.from_carried(start, state);
+    split_state<scalar_t, K, S>(state, xh, h);
+    chunk.input_history(xh);
+    chunk.run(h, xh, [&](int l, int64_t t, const scalar_t (&out)[S], const scalar_t (&hs)[N],
+                         const scalar_t (&xhs)[K]) {
       ys[padded<scalar_t>(l)] = out[S - 1];
       if (t == n_time - 1 && p.zf != nullptr) {
         // zf_s[j] = sum_{k>j} bn_k in_s[T+j-k] - an_k y_s[T+j-k] (+ zi_s[T+j] while T+j < K),
         // with the histories just updated: in_s[T-1-m] = history[m].
 #pragma unroll
         for (int s = 0; s < S; ++s) {
-          const scalar_t* in_history = s == 0 ? xh : hs + (s - 1) * K;
+          const scalar_t* in_history = s == 0 ? xhs : hs + (s - 1) * K;
 #pragma unroll
           for (int j = 0; j < K; ++j) {
             scalar_t value = 0;
@@ -574,7 +700,7 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
 template <typename scalar_t, int K, int S>
 __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_t> q) {
   using L = Layout<scalar_t, K, S, true>;
-  constexpr int N = L::N;
+  constexpr int N = L::N, NF = L::NF;
   constexpr int kChunk = chunk_length<scalar_t>();
   constexpr int kTile = tile_length<scalar_t>();
   constexpr int kPadded = padded_tile<scalar_t>();
@@ -583,10 +709,10 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
   unsigned char* raw = dynamic_shared();
   int64_t* info = reinterpret_cast<int64_t*>(raw);
   double* pw_forward = reinterpret_cast<double*>(info + L::kInfo);
-  double* pw_adjoint = pw_forward + kPowers * N * N;
-  double* buf = pw_adjoint + kPowers * N * N;
-  double* starts = buf + 2 * N * kThreads;  // forward tile start (N), adjoint tile start (N)
-  double* partial = starts + 2 * N;         // kThreads * kSums
+  double* pw_adjoint = pw_forward + kPowers * NF * NF;
+  double* buf = pw_adjoint + kPowers * N * N;  // 2 * NF * kThreads, for either scan
+  double* starts = buf + 2 * NF * kThreads;  // the forward's tile start (NF), the adjoint's (N)
+  double* partial = starts + 2 * NF;         // kThreads * kSums
   scalar_t* sig = reinterpret_cast<scalar_t*>(partial + kThreads * kSums);  // (S + 1) padded tiles: x, y_0..y_{S-1}
   scalar_t* history = sig + (S + 1) * kPadded;  // (S + 1) * K: the samples before the tile
   scalar_t* grad_out = history + (S + 1) * K;  // grad_y's tile
@@ -619,10 +745,7 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
     load_channel<scalar_t, K, S>(p, ch, tile == 0, coefficients, zi, bn, an, bd, ad);
     // The forward's tile start state (published by the first pass) and the
     // outputs' histories before the tile; grad_y's tile; zf's gradient.
-    if (i < N) {
-      starts[i] = tile == 0 ? 0.0 : load(p.tile_state + ((ch * p.n_tiles + tile - 1) * 2 + 1) * N + i);
-      history[K + i] = static_cast<scalar_t>(starts[i]);  // y_s[t_begin - 1 - k] = h[s * K + k]
-    }
+    if (i < NF) starts[i] = tile == 0 ? 0.0 : load(p.tile_state + ((ch * p.n_tiles + tile - 1) * 2 + 1) * NF + i);
     if (i < S * K) grad_zf[i] = load(q.grad_zf + ch * S * K + i);
     const scalar_t* g_row = q.grad_y + ch * n_time;
     for (int e = i; e < kTile; e += kThreads) {
@@ -630,6 +753,16 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
       grad_out[padded<scalar_t>(e)] = t < n_time ? load(g_row + t) : scalar_t(0);
     }
     __syncthreads();
+    const CarriedBasis<K, S + 1> basis(ad, -1);
+    if (i == 0) {
+      // The outputs' histories before the tile: y_s[t_begin - 1 - k] = h[s * K + k].
+      double carried[NF], state[NF];
+#pragma unroll
+      for (int k = 0; k < NF; ++k) carried[k] = starts[k];
+      basis.from_carried(carried, state);
+#pragma unroll
+      for (int k = 0; k < N; ++k) history[K + k] = static_cast<scalar_t>(state[K + k]);
+    }
     if (i < K * S) {
       // inject[m][2s]: -sum_{j=0}^{K-1-m} an_s[j+1+m] gzf_s[j] onto section s's
       // gradient at T - 1 - m; inject[m][2s+1]: the same with bn onto its input's.
@@ -644,55 +777,54 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
     }
 
     // The forward again, every section's output into sig.
-    chunk_powers<N, kChunk>(pw_forward, [&](double (&v)[N]) {
-      double xh[K] = {}, out[S];
-      forward_step<double, K, S>(bd, ad, v, xh, 0.0, nullptr, -1, out);
-    });
+    chunk_powers<NF, kChunk>(pw_forward, [&](double (&v)[NF]) { forward_zero_input<K, S>(bd, ad, v); }, basis);
     const ForwardChunk<scalar_t, K, S> chunk{bn, an, sig, history, zi, t_begin};
-    scalar_t h[N] = {};
-    chunk.run(h, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
-    double v[N];
+    scalar_t h[N] = {}, xh[K] = {}, state[NF];
+    chunk.run(h, xh, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    double vf[NF];
+    join_state<scalar_t, K, S>(xh, h, state);
+    basis.to_carried(state, vf);
+    const double* prefix = scan_chunks<NF>(vf, i, buf, pw_forward);
+    double forward_tile_start[NF], forward_start[NF];
 #pragma unroll
-    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(h[k]);
-    const double* prefix = scan_chunks<N>(v, i, buf, pw_forward);
-    double tile_start[N], start[N];
-#pragma unroll
-    for (int k = 0; k < N; ++k) tile_start[k] = starts[k];
-    chunk_start<N>(prefix, i, pw_forward, tile_start, start);
-#pragma unroll
-    for (int k = 0; k < N; ++k) h[k] = static_cast<scalar_t>(start[k]);
+    for (int k = 0; k < NF; ++k) forward_tile_start[k] = starts[k];
+    chunk_start<NF>(prefix, i, pw_forward, forward_tile_start, forward_start);
+    basis.from_carried(forward_start, state);
+    split_state<scalar_t, K, S>(state, xh, h);
+    chunk.input_history(xh);
     // Other threads still read sig[0] for their input history: outputs go to
     // sig[1..S] only.
-    chunk.run(h, [&](int l, int64_t, const scalar_t (&out)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {
+    chunk.run(h, xh, [&](int l, int64_t, const scalar_t (&out)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {
 #pragma unroll
       for (int s = 0; s < S; ++s) sig[(s + 1) * kPadded + padded<scalar_t>(l)] = out[s];
     });
 
     // The adjoint, backwards in time: chunk order reversed (lambda).
+    const CarriedBasis<K, S> adjoint_basis(ad, 0);
     chunk_powers<N, kChunk>(pw_adjoint, [&](double (&w)[N]) {
       double u[S];
       adjoint_step<double, K, S>(bd, ad, w, 0.0, nullptr, u);
-    });
+    }, adjoint_basis);
     const int lambda = kThreads - 1 - i;
     const AdjointChunk<scalar_t, K, S> adjoint{bn, an, grad_out, inject, t_begin, n_time};
     scalar_t U[N] = {};
     adjoint.run(U, [](int, int64_t, scalar_t, const scalar_t (&)[S]) {});
-#pragma unroll
-    for (int k = 0; k < N; ++k) v[k] = static_cast<double>(U[k]);
+    double v[N];
+    adjoint_basis.to_carried(U, v);
     const double* adjoint_prefix = scan_chunks<N>(v, lambda, buf, pw_adjoint);
     if (lambda == kThreads - 1) {
       double adjoint_start[N];
       look_back<N>(q.tile_state + ch * p.n_tiles * 2 * N, q.tile_flag + ch * p.n_tiles, tile, -1, p.n_tiles, v,
                    pw_adjoint + kLogThreads * N * N, adjoint_start);
 #pragma unroll
-      for (int k = 0; k < N; ++k) starts[N + k] = adjoint_start[k];
+      for (int k = 0; k < N; ++k) starts[NF + k] = adjoint_start[k];
     }
     __syncthreads();  // also: sig holds every section's output
+    double tile_start[N], start[N];
 #pragma unroll
-    for (int k = 0; k < N; ++k) tile_start[k] = starts[N + k];
+    for (int k = 0; k < N; ++k) tile_start[k] = starts[NF + k];
     chunk_start<N>(adjoint_prefix, lambda, pw_adjoint, tile_start, start);
-#pragma unroll
-    for (int k = 0; k < N; ++k) U[k] = static_cast<scalar_t>(start[k]);
+    adjoint_basis.from_carried(start, U);
 
     double sums[kSums] = {};
     adjoint.run(U, [&](int l, int64_t t, scalar_t g, const scalar_t (&u)[S]) {

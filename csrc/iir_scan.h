@@ -2,7 +2,7 @@
 // CUDA tensors (docs/design.md, "Time-parallel scan (GPU)").
 //
 // One kernel runs a whole group of up to kMaxSections sections of order K
-// (K * S <= kMaxState) over every channel; a second runs the group's fused
+// (K * S <= 8) over every channel; a second runs the group's fused
 // backward. The binding (binding.cpp) checks arguments, allocates the
 // workspaces and passes the stream; the kernels (iir_scan.cu) assume valid
 // input. With FILTERBANK_EMULATE the same source builds for CPU threads
@@ -31,7 +31,6 @@ template <typename scalar_t>
 __host__ __device__ constexpr int tile_length() {
   return kThreads * chunk_length<scalar_t>();
 }
-constexpr int kMaxState = 8;      // K * S: the group's state, carried in float64
 constexpr int kMaxSections = 4;   // S
 constexpr int kMaxOrder = 8;      // K
 constexpr int kChannelsPerBlock = 16;  // a block's channels share one staged input tile
@@ -56,7 +55,7 @@ struct CascadeParams {
   const scalar_t* zi;          // (P, S, K)
   scalar_t* y;                 // (P, T) contiguous, or nullptr: tile states only
   scalar_t* zf;                // (P, S, K), or nullptr
-  double* tile_state;          // (P, n_tiles, K * S): the look-back's tile aggregates, then each tile's end state
+  double* tile_state;          // (P, n_tiles, 2, K * (S + 1)): each tile's aggregate and end state (look-back)
   int* tile_flag;              // (P, n_tiles), zero on entry: 1 aggregate published, 2 end state published
   int* ticket;                 // (1,), zero on entry: the order in which blocks start
   int64_t n_channels;
@@ -81,7 +80,7 @@ struct AdjointParams {
   scalar_t* grad_x;            // (splits, rows, T)
   scalar_t* grad_zi;           // (P, S, K)
   double* sums;                // (P, n_tiles, S, 2K + 1)
-  double* tile_state;          // (P, n_tiles, K * S): the adjoint's look-back
+  double* tile_state;          // (P, n_tiles, 2, K * S): the adjoint's look-back
   int* tile_flag;              // (P, n_tiles), zero on entry
   int* ticket;                 // (1,), zero on entry
 };
