@@ -14,11 +14,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -56,30 +54,28 @@ namespace filterbank_emulation {
 constexpr int kWarp = 32;
 constexpr size_t kMaxSharedBytes = 227 * 1024;  // the opt-in limit of an H100/H200 block
 
-// A reusable barrier for `count` threads (mutex and condition variable, so
-// that ThreadSanitizer understands it).
+// A reusable barrier for `count` threads: the last to arrive opens the next
+// generation; the others wait on it (C++20 atomic wait, a futex on Linux).
 class Barrier {
  public:
   explicit Barrier(int count) : count_(count) {}
   void wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const uint64_t generation = generation_;
-    if (++arrived_ == count_) {
-      arrived_ = 0;
-      ++generation_;
-      lock.unlock();
-      cv_.notify_all();
+    const uint32_t generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      generation_.notify_all();
       return;
     }
-    cv_.wait(lock, [&] { return generation_ != generation; });
+    while (generation_.load(std::memory_order_acquire) == generation) {
+      generation_.wait(generation, std::memory_order_acquire);
+    }
   }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int count_;
-  int arrived_ = 0;
-  uint64_t generation_ = 0;
+  const int count_;
+  std::atomic<int> arrived_{0};
+  std::atomic<uint32_t> generation_{0};
 };
 
 struct Warp {

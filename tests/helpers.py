@@ -89,3 +89,42 @@ def assert_close_low(out: torch.Tensor, reference64: torch.Tensor, same_dtype_re
 def normalised_sos(sos: np.ndarray) -> np.ndarray:
     """scipy's sosfilt wants a0 == 1 in each section; filterbank divides by it."""
     return np.concatenate([sos[..., :3] / sos[..., 3:4], sos[..., 3:] / sos[..., 3:4]], axis=-1)
+
+
+class EmulatedKernels:
+    """``filterbank.kernels.cuda`` run on CPU threads: the csrc/ kernels compiled as C++ (emulation.h).
+
+    Same functions as the kernel modules, on CPU tensors. The emulated
+    extension stands in for the CUDA one only during each call, so a real
+    GPU in the same process keeps its own.
+    """
+
+    def __init__(self):
+        from filterbank.kernels import cuda
+
+        self.cuda = cuda
+        self.extension = cuda.build_emulated()
+
+    def _call(self, name, *args):
+        saved, self.cuda._extension = self.cuda._extension, self.extension
+        try:
+            return getattr(self.cuda, name)(*args)
+        finally:
+            self.cuda._extension = saved
+
+    def iir_cascade(self, *args):
+        return self._call("iir_cascade", *args)
+
+    def iir_cascade_backward(self, *args):
+        return self._call("iir_cascade_backward", *args)
+
+
+_emulated_kernels = None
+
+
+def emulated_kernels() -> EmulatedKernels:
+    """The one instance (the build takes a while the first time, then torch's cache has it)."""
+    global _emulated_kernels
+    if _emulated_kernels is None:
+        _emulated_kernels = EmulatedKernels()
+    return _emulated_kernels

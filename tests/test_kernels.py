@@ -9,28 +9,37 @@ the vector width, non-zero initial state and a gradient arriving on zf.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import scipy.signal
 import torch
 
-from helpers import assert_close64, assert_close_low, normalised_sos, random_filter, random_sos
+from helpers import assert_close64, assert_close_low, emulated_kernels, normalised_sos, random_filter, random_sos
 from filterbank import _ops
 from filterbank.kernels import _memory, reference
 
+# "emulated": the CUDA kernels' own source run on CPU threads (csrc/emulation.h),
+# so that CI, which has no GPU, executes them.
 BACKENDS = [
     pytest.param("cpu", id="cpu"),
+    pytest.param("emulated", id="emulated"),
     pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
 ]
 
 
-def backend(name):
+def backend(name, order=0):
+    from filterbank.kernels import cuda
+
     if name == "cpu":
         from filterbank.kernels import cpu
 
         return cpu, "cpu"
-    from filterbank.kernels import cuda
-
+    if order > cuda.MAX_ORDER:
+        pytest.skip(f"the CUDA kernels take orders up to {cuda.MAX_ORDER} (the op layer uses the reference above)")
+    if name == "emulated":
+        return emulated_kernels(), "cpu"
     return cuda, "cuda"
 
 
@@ -99,7 +108,7 @@ CASES = [
 @pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("rows, channels, sections, order, n_time, pattern", CASES)
 def test_float64_matches_reference(rng, backend_name, rows, channels, sections, order, n_time, pattern):
-    module, device = backend(backend_name)
+    module, device = backend(backend_name, order)
     case = make_case(rng, rows, channels, sections, order, n_time, pattern)
     outputs, grads, (grad_y, grad_zf) = run_both(module, device, case, seed=1)
     expected_outputs, expected_grads = reference_both(case, grad_y, grad_zf)
@@ -133,8 +142,10 @@ def test_long_signals(rng, backend_name, n_time, pattern, sections):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("rows, channels, sections, order, n_time, pattern",
                          [(2, 40, 1, 2, 1000, "shared"), (30, 30, 2, 2, 500, "distinct"), (3, 9, 1, 4, 300, "mixed")])
-def test_low_precision_by_ratio(rng, backend_name, dtype, rows, channels, sections, order, n_time, pattern):
-    module, device = backend(backend_name)
+def test_low_precision_by_ratio(backend_name, dtype, rows, channels, sections, order, n_time, pattern):
+    module, device = backend(backend_name, order)
+    # Every backend gets the same draw (float16 overflows on some draws' gradients, for every backend alike).
+    rng = np.random.default_rng(zlib.crc32(repr((str(dtype), rows, channels, sections, order, n_time)).encode()))
     case64 = make_case(rng, rows, channels, sections, order, n_time, pattern)
     case = tuple(t.to(dtype) if t.is_floating_point() else t for t in case64)
     # The float64 truth is computed from the coefficients as rounded to dtype.

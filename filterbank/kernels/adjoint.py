@@ -11,21 +11,17 @@ all-pole input solves the same recurrence backwards in time,
 with a gradient on ``zf`` entering at the last ``order`` samples. Cascades
 chain the sections backwards.
 
-:func:`backward` builds this from three pieces it is given, so that one
-formula serves two uses:
-
-* the op layer's double-backward path passes the differentiable
-  ``filterbank::iir_cascade`` op and plain torch reductions, so the backward
-  is itself differentiable;
-* the CUDA backend passes its scan kernel (run in reverse, no flips) and its
-  fused reduction kernel (``filterbank/kernels/cuda.py``).
+:func:`backward` builds this from the forward it is given: the op layer's
+double-backward path passes the differentiable ``filterbank::iir_cascade``
+op, so the backward is itself differentiable (the kernels' own backwards are
+fused: ``cpu.py``, ``cuda.py``).
 
 Shapes as in ``filterbank.kernels.reference``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -88,8 +84,7 @@ def _reversed_allpole(forward: Callable, g: Tensor, an: Tensor) -> Tensor:
 
 
 def _section_adjoint(
-    forward: Callable, correlate: Callable, reversed_allpole: Optional[Callable],
-    grad_out: Tensor, grad_zf: Tensor, inp: Tensor, inp_index: Tensor, out: Tensor, b: Tensor, a: Tensor,
+    forward: Callable, grad_out: Tensor, grad_zf: Tensor, inp: Tensor, inp_index: Tensor, out: Tensor, b: Tensor, a: Tensor,
 ):
     """Adjoint of one section ``out = lfilter(b, a, inp[inp_index], zi)`` (zi enters linearly).
 
@@ -112,11 +107,8 @@ def _section_adjoint(
         in_terms = torch.stack([bn[:, k] * grad_zf[:, i] for i, k, _ in zf_terms], dim=1)
         g = g.index_add(1, where, out_terms)
         extra_in = torch.zeros_like(g).index_add(1, where, in_terms)
-    if reversed_allpole is None:
-        u = _reversed_allpole(forward, g, an)
-    else:
-        u = reversed_allpole(g, an)
-    in_sums, out_sums, grad_in = correlate(u, inp, inp_index, out, bn)
+    u = _reversed_allpole(forward, g, an)
+    in_sums, out_sums, grad_in = correlate_torch(u, inp, inp_index, out, bn)
     if extra_in is not None:
         grad_in = grad_in + extra_in
     grad_bn = in_sums
@@ -138,18 +130,15 @@ def _section_adjoint(
 
 def backward(
     forward: Callable, grad_y: Tensor, grad_zf: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor,
-    zi: Tensor, correlate: Callable = correlate_torch, reversed_allpole: Optional[Callable] = None,
+    zi: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of a cascade for ``x, b, a, zi`` given those of ``y, zf``.
 
     Args:
         forward: ``(x, x_index, b, a, zi) -> (y, zf)`` for one section
-            (b, a: (P, 1, K + 1)); runs each section again and, unless
-            ``reversed_allpole`` is given, the adjoint recursion.
+            (b, a: (P, 1, K + 1)); runs each section again and the adjoint
+            recursion (on the time-reversed gradient).
         grad_y: (P, time); grad_zf: (P, S, K); the rest as in ``iir_cascade``.
-        correlate: the sums of a section's backward (:func:`correlate_torch`).
-        reversed_allpole: ``(g, an) -> u`` with ``u[t] = g[t] - sum_k an_k u[t+k]``;
-            default: ``forward`` on the flipped ``g``.
 
     Returns:
         ``(grad_x, grad_b, grad_a, grad_zi)`` shaped like ``x, b, a, zi``.
@@ -168,7 +157,7 @@ def backward(
     for s in reversed(range(n_sections)):
         signal, index = inputs[s]
         grad, grads_b[s], grads_a[s], grads_zi[s] = _section_adjoint(
-            forward, correlate, reversed_allpole, grad, grad_zf[:, s], signal, index, outputs[s], b[:, s], a[:, s]
+            forward, grad, grad_zf[:, s], signal, index, outputs[s], b[:, s], a[:, s]
         )
     grad_x = torch.zeros_like(x).index_add(0, x_index, grad.to(x.dtype))
     return grad_x, torch.stack(grads_b, 1), torch.stack(grads_a, 1), torch.stack(grads_zi, 1)
