@@ -66,7 +66,7 @@ filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at
                                                    const at::Tensor& channel_order, const at::Tensor& b,
                                                    const at::Tensor& a, const at::Tensor& zi, const Shape& shape,
                                                    at::Tensor& tile_state, at::Tensor& tile_flag,
-                                                   at::Tensor& ticket) {
+                                                   at::Tensor& ticket, const at::Tensor& bad_channel) {
   filterbank::CascadeParams<scalar_t> p{};
   p.x = x.data_ptr<scalar_t>();
   p.x_row_stride = x.stride(0);
@@ -79,6 +79,7 @@ filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at
   p.tile_state = tile_state.data_ptr<double>();
   p.tile_flag = tile_flag.data_ptr<int>();
   p.ticket = ticket.data_ptr<int>();
+  p.bad_channel = bad_channel.data_ptr<int64_t>();
   p.n_channels = shape.channels;
   p.n_time = shape.time;
   p.n_tiles = shape.tiles;
@@ -114,16 +115,19 @@ struct DeviceScope {
 
 // y, zf = the group of sections (b, a) over x: channel p reads row
 // x_index[p], given as the rows' channel ranges (row_start, channel_order).
+// bad_channel (1,) int64 is set to 1 + a channel with a[.., 0] == 0.
 void cascade_forward(const at::Tensor& x, const at::Tensor& row_start, const at::Tensor& channel_order,
                      const at::Tensor& b, const at::Tensor& a, const at::Tensor& zi, const at::Tensor& y,
-                     const at::Tensor& zf, int64_t splits) {
+                     const at::Tensor& zf, int64_t splits, const at::Tensor& bad_channel) {
   const Shape shape = check_forward_inputs(x, row_start, channel_order, b, a, zi, splits);
+  check_tensor(bad_channel, "bad_channel", x, {1}, at::kLong);
   check_tensor(y, "y", x, {shape.channels, shape.time});
   check_tensor(zf, "zf", x, {shape.channels, shape.sections, shape.order});
   const DeviceScope scope(x);
   auto [tile_state, tile_flag, ticket] = workspace(x, shape, shape.order * (shape.sections + 1));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_forward", [&] {
-    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, tile_state, tile_flag, ticket);
+    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, tile_state, tile_flag, ticket,
+                                      bad_channel);
     p.y = y.data_ptr<scalar_t>();
     p.zf = zf.data_ptr<scalar_t>();
     check_launch(filterbank::launch_cascade(p, static_cast<int>(shape.order), static_cast<int>(shape.sections),
@@ -139,8 +143,9 @@ void cascade_forward(const at::Tensor& x, const at::Tensor& row_start, const at:
 at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, const at::Tensor& channel_order,
                             const at::Tensor& b, const at::Tensor& a, const at::Tensor& zi, const at::Tensor& grad_y,
                             const at::Tensor& grad_zf, const at::Tensor& grad_x, const at::Tensor& grad_zi,
-                            int64_t splits) {
+                            int64_t splits, const at::Tensor& bad_channel) {
   const Shape shape = check_forward_inputs(x, row_start, channel_order, b, a, zi, splits);
+  check_tensor(bad_channel, "bad_channel", x, {1}, at::kLong);
   check_tensor(grad_y, "grad_y", x, {shape.channels, shape.time});
   check_tensor(grad_zf, "grad_zf", x, {shape.channels, shape.sections, shape.order});
   check_tensor(grad_x, "grad_x", x, {splits, shape.rows, shape.time});
@@ -152,7 +157,7 @@ at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, co
   auto [adjoint_state, adjoint_flag, adjoint_ticket] = workspace(x, shape, shape.order * shape.sections);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_backward", [&] {
     auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, forward_state, forward_flag,
-                                      forward_ticket);
+                                      forward_ticket, bad_channel);
     const int order = static_cast<int>(shape.order), sections = static_cast<int>(shape.sections);
     // First pass: the tiles' end states only (no output stored).
     check_launch(filterbank::launch_cascade(p, order, sections, scope.stream()), "cascade_backward (states)");
@@ -177,10 +182,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "filterbank's scan kernels (csrc/): a group of IIR sections in one pass, and its fused backward";
   m.def("cascade_forward", &cascade_forward, "a group of IIR sections over every channel, y and zf",
         py::arg("x"), py::arg("row_start"), py::arg("channel_order"), py::arg("b"), py::arg("a"), py::arg("zi"),
-        py::arg("y"), py::arg("zf"), py::arg("splits"));
+        py::arg("y"), py::arg("zf"), py::arg("splits"), py::arg("bad_channel"));
   m.def("cascade_backward", &cascade_backward, "the group's fused backward; returns the coefficient sums",
         py::arg("x"), py::arg("row_start"), py::arg("channel_order"), py::arg("b"), py::arg("a"), py::arg("zi"),
-        py::arg("grad_y"), py::arg("grad_zf"), py::arg("grad_x"), py::arg("grad_zi"), py::arg("splits"));
+        py::arg("grad_y"), py::arg("grad_zf"), py::arg("grad_x"), py::arg("grad_zi"), py::arg("splits"),
+        py::arg("bad_channel"));
   m.attr("tile_float32") = filterbank::tile_length<float>();
   m.attr("tile_float64") = filterbank::tile_length<double>();
   m.def("has_kernel", &filterbank::has_kernel, "whether groups of this order and size have a kernel",

@@ -483,6 +483,8 @@ __device__ __forceinline__ void load_channel(const CascadeParams<scalar_t>& p, i
   if (i < S * (K + 1)) {
     const int s = i / (K + 1), k = i % (K + 1);
     const scalar_t a0 = load(p.a + (ch * S + s) * (K + 1));
+    // Reported, not checked on the host: that would wait for the device.
+    if (a0 == scalar_t(0) && p.bad_channel != nullptr) store(p.bad_channel, ch + 1);
     coefficients[i] = load(p.b + ch * S * (K + 1) + i) / a0;
     coefficients[S * (K + 1) + i] = k == 0 ? scalar_t(1) : load(p.a + ch * S * (K + 1) + i) / a0;
   }

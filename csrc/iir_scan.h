@@ -58,6 +58,7 @@ struct CascadeParams {
   double* tile_state;          // (P, n_tiles, 2, K * (S + 1)): each tile's aggregate and end state (look-back)
   int* tile_flag;              // (P, n_tiles), zero on entry: 1 aggregate published, 2 end state published
   int* ticket;                 // (1,), zero on entry: the order in which blocks start
+  int64_t* bad_channel;        // (1,): set to 1 + a channel whose a[.., 0] is 0 (its outputs are not finite)
   int64_t n_channels;
   int64_t n_time;
   int64_t n_tiles;

@@ -238,12 +238,16 @@ def sos(value, name: str = "sos", like: Optional[Tensor] = None, like_name: str 
     return value
 
 
-def nonzero(name: str, values: Tensor, column: int, axes: Sequence[str] = ()) -> None:
+def nonzero(name: str, values: Tensor, column: int, axes: Sequence[str] = (), kernel_reports: bool = False) -> None:
     """``values[..., column] != 0`` (a leading denominator coefficient), naming the first zero.
 
     ``axes`` names the leading dimensions for the message (``("channel", "section")``).
+    ``kernel_reports``: the values are bound for the CUDA kernels, which
+    report a zero themselves (``filterbank.kernels.cuda.raise_reported``);
+    CUDA tensors are then not checked here, since reading the answer back
+    would wait for the device on every call.
     """
-    if not checking_values(values):
+    if not checking_values(values) or (kernel_reports and values.device.type == "cuda"):
         return
     zero = values[..., column] == 0
     if bool(zero.any()):

@@ -103,9 +103,11 @@ def _iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -
         ``(y, zf)``: y (P, time) and zf (P, S, K), dtype of ``x``.
     """
     # The functional API checks a0 with the caller's indices; this is the
-    # backstop for direct op calls and for code under torch.compile.
-    _checks.nonzero("a", a, 0, ("channel", "section"))
-    return _backend("iir_cascade", x.device, b.shape[-1] - 1).iir_cascade(x, x_index, b, a, zi)
+    # backstop for direct op calls and for code under torch.compile. The
+    # CUDA kernels report a zero themselves, without a host sync.
+    backend = _backend("iir_cascade", x.device, b.shape[-1] - 1)
+    _checks.nonzero("a", a, 0, ("channel", "section"), kernel_reports=backend is _cuda)
+    return backend.iir_cascade(x, x_index, b, a, zi)
 
 
 iir_cascade = torch.library.custom_op("filterbank::iir_cascade", _iir_cascade, mutates_args=())
@@ -280,9 +282,9 @@ def iir_cascade_frame_energy(
         limits: (P,) int64: samples of channel ``p`` at or past
             ``limits[p]`` count as zero (a zero-padded batch).
     """
-    _checks.nonzero("a", a, 0, ("channel", "section"))
     _checks.shape("limits", limits, (b.shape[0],), "one per channel")
     backend = _backend("iir_cascade_frame_energy", x.device, b.shape[-1] - 1, (window.shape[0], hop, offset))
+    _checks.nonzero("a", a, 0, ("channel", "section"), kernel_reports=x.device.type == "cuda")
     if backend is not _reference:
         return backend.iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
     # No kernel does both here: the two ops' own kernels, one after the other.

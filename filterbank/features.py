@@ -153,7 +153,7 @@ def band_energy(
         if lengths is not None:
             bands = zero_after(bands, lengths)
         return frame_energy(bands, hop_length, energy=energy, window=window)
-    _checks.nonzero("sos", sos, 3)
+    _checks.nonzero("sos", sos, 3, kernel_reports=True)
     n_time = x.shape[-1]
     rows = x.reshape(math.prod(x.shape[:-1]), n_time)                 # (R, time)
     n_rows, n_filters, n_sections = rows.shape[0], sos.shape[0], sos.shape[1]

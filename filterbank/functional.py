@@ -126,7 +126,7 @@ def lfilter(
                 f"zi must have shape (..., {order}) (max(len(b), len(a)) - 1 = {order} state values, last); "
                 f"got {tuple(zi.shape)}"
             )
-    _checks.nonzero("a", a, 0)
+    _checks.nonzero("a", a, 0, kernel_reports=True)
     b, a = _pad_to_common_length(b, a)
     y, zf = _filter(x, axis, b.unsqueeze(-2), a.unsqueeze(-2), None if zi is None else zi.unsqueeze(-2))
     return y if zi is None else (y, zf.squeeze(-2))
@@ -168,7 +168,7 @@ def sosfilt(
         _checks.tensor("zi", zi, x)
         if zi.ndim < 2 or zi.shape[-2:] != (n_sections, 2):
             raise ValueError(f"zi must have shape (..., {n_sections}, 2); got {tuple(zi.shape)}")
-    _checks.nonzero("sos", sos, 3)
+    _checks.nonzero("sos", sos, 3, kernel_reports=True)
     y, zf = _filter(x, axis, sos[..., :3], sos[..., 3:], zi)
     return y if zi is None else (y, zf)
 
@@ -193,7 +193,7 @@ def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
     _checks.coefficients("b", b)
     _checks.coefficients("a", a, b, "b")
     _checks.broadcast_to({"b": b.shape[:-1], "a": a.shape[:-1]}, "the batch dimensions")
-    _checks.nonzero("a", a, 0)
+    _checks.nonzero("a", a, 0, kernel_reports=True)
     bn, an = _pad_to_common_length(b / a[..., :1], a / a[..., :1])
     bn, an = torch.broadcast_tensors(bn, an)
     order = an.shape[-1] - 1
@@ -220,7 +220,7 @@ def sosfilt_zi(sos: Tensor) -> Tensor:
         section axis first), differentiable in ``sos``.
     """
     _checks.sos(sos)
-    _checks.nonzero("sos", sos, 3)
+    _checks.nonzero("sos", sos, 3, kernel_reports=True)
     states = []
     scale = torch.ones_like(sos[..., 0, :1])
     for section in range(sos.shape[-2]):
@@ -245,7 +245,7 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
     """
     _checks.coefficients("b", b)
     _checks.coefficients("a", a, b, "b")
-    _checks.nonzero("a", a, 0)
+    _checks.nonzero("a", a, 0, kernel_reports=True)
     _checks.tensor("y", y, b, "b")
     if y.ndim == 0:
         raise ValueError("y must have a last dimension of past outputs; got a 0-d tensor")

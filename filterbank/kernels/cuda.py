@@ -44,7 +44,7 @@ from . import reference
 from ._dtypes import compute_dtype
 
 __all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build", "build_emulated",
-           "sources", "source_folder"]
+           "sources", "source_folder", "raise_reported"]
 
 MAX_ORDER = 8  # kMaxOrder in csrc/iir_scan.h
 _extension = None
@@ -142,6 +142,59 @@ def supports(order: int) -> bool:
     return 0 <= order <= MAX_ORDER
 
 
+# Per device: the kernels' report of a channel with a[..., 0] == 0 (1 + the
+# channel, or 0), a host copy in pinned memory, and the event after which the
+# copy holds a finished call's report.
+_reports: dict[torch.device, list] = {}
+
+
+def raise_reported(device: Optional[torch.device] = None, wait: bool = False) -> None:
+    """Raise the ``ValueError`` a kernel reported: a channel whose ``a[..., 0]`` is 0.
+
+    The kernels do not stop for it (checking on the host before each call
+    would wait for the device): that channel's outputs are not finite, and the
+    report is raised by the first call into these kernels after it has
+    arrived, or here. ``wait=True`` waits for the device first.
+    """
+    for where, entry in list(_reports.items()):
+        if device is not None and where != torch.device(device):
+            continue
+        flag, host, event = entry
+        if event is not None:
+            if wait:
+                event.synchronize()
+            elif not event.query():
+                continue
+        channel = int(host[0]) if event is not None else int(flag[0])
+        if channel:
+            flag.zero_()
+            host.zero_()
+            raise ValueError(
+                f"a[..., 0] must be non-zero; a CUDA kernel found 0 in channel {channel - 1} of the filter "
+                "(that call's outputs are not finite)")
+
+
+def _bad_channel(device: torch.device) -> Tensor:
+    """The report slot the kernels write for ``device`` (raising an earlier call's report first)."""
+    raise_reported(device)
+    if device not in _reports:
+        on_gpu = device.type == "cuda"
+        _reports[device] = [torch.zeros(1, dtype=torch.int64, device=device),
+                            torch.zeros(1, dtype=torch.int64, pin_memory=on_gpu), None]
+    return _reports[device][0]
+
+
+def _reported(device: torch.device) -> None:
+    """After a launch: copy the report home without waiting (GPU), or raise it now (CPU threads)."""
+    entry = _reports[device]
+    if device.type == "cuda":
+        entry[1].copy_(entry[0], non_blocking=True)
+        entry[2] = torch.cuda.Event()
+        entry[2].record()
+    else:
+        raise_reported(device)
+
+
 def _padded_order(order: int) -> int:
     """The kernel order a section of ``order`` runs as (zero coefficients above it)."""
     return 2 if order <= 2 else 4 if order <= 4 else 8
@@ -213,7 +266,8 @@ def _forward(extension, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Te
         row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block)
         y = rows.new_empty((n_channels, n_time))
         zf = rows.new_empty((n_channels, size, kernel_order))
-        extension.cascade_forward(signal, row_start, channel_order, bg, ag, zig, y, zf, splits)
+        extension.cascade_forward(signal, row_start, channel_order, bg, ag, zig, y, zf, splits, _bad_channel(x.device))
+        _reported(x.device)
         inputs.append((signal, index))
         final_states.append(zf[:, :count, :order])
         signal, index = y, torch.arange(n_channels, device=x.device)
@@ -275,7 +329,8 @@ def iir_cascade_backward(
         grad_in = signal.new_empty((splits, signal.shape[0], n_time))
         grad_zi = signal.new_empty((n_channels, size, kernel_order))
         sums = extension.cascade_backward(signal, row_start, channel_order, bg, ag, zig, grad, grad_zf_g, grad_in,
-                                          grad_zi, splits)
+                                          grad_zi, splits, _bad_channel(x.device))
+        _reported(x.device)
         grad_b, grad_a = _raw_gradients(sums.sum(1), bg, ag)
         grads_b.insert(0, grad_b[:, :count, :width])
         grads_a.insert(0, grad_a[:, :count, :width])
