@@ -67,6 +67,22 @@ def test_emulated_build_is_the_kernel_source(kernels):
     assert kernels.extension.threads == 128 and kernels.extension.tile_float32 == 4096
 
 
+@pytest.mark.parametrize("sanitizer_status, expected", [(0, 0), (1, 1)])
+def test_gpu_check_fails_when_a_step_fails(tmp_path, sanitizer_status, expected):
+    # The device script with stand-ins for the GPU's tools: one failing step
+    # must fail the script (its status once got lost in a pipeline).
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, status in (("nvidia-smi", 0), ("python3", 0), ("compute-sanitizer", sanitizer_status)):
+        (tools / name).write_text(f"#!/bin/sh\necho stand-in {name}\nexit {status}\n")
+        (tools / name).chmod(0o755)
+    env = {"PATH": f"{tools}:/usr/bin:/bin", "OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == expected, result.stdout[-2000:]
+    assert ("FAILED: sanitize_memcheck" in result.stdout) == bool(expected)
+
+
 # --------------------------------------------------------------------------
 # Hard filters: poles at the unit circle, low bands, long signals.
 
