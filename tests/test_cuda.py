@@ -343,6 +343,39 @@ def test_backward_is_deterministic(kernels, rng):
         assert torch.equal(one, two)
 
 
+def _race_driver(tmp_path, source_folder):
+    binary = tmp_path / "race_driver"
+    build = subprocess.run(
+        ["g++", "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread", "-DFILTERBANK_EMULATE",
+         f"-I{source_folder}", str(ROOT / "tests" / "race_driver.cpp"), "-o", str(binary)],
+        capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    return subprocess.run([str(binary)], capture_output=True, text=True, env={"TSAN_OPTIONS": "exitcode=66"})
+
+
+def test_thread_sanitizer_finds_no_race(tmp_path):
+    # Every thread of a block is a real thread: ThreadSanitizer sees a
+    # missing barrier between a shared-memory write and another thread's read.
+    result = _race_driver(tmp_path, CSRC)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert "ThreadSanitizer" not in result.stderr
+    assert "race driver ran" in result.stdout
+
+
+def test_thread_sanitizer_would_find_a_missing_barrier(tmp_path):
+    # The same driver over a copy of the kernels with one barrier removed.
+    racy = tmp_path / "racy"
+    racy.mkdir()
+    for name in ("iir_scan.h", "emulation.h"):
+        shutil.copy(CSRC / name, racy / name)
+    source = (CSRC / "iir_scan.cu").read_text()
+    barrier = "load(g_row + t) : scalar_t(0);\n    }\n    __syncthreads();"
+    assert source.count(barrier) == 1
+    (racy / "iir_scan.cu").write_text(source.replace(barrier, "load(g_row + t) : scalar_t(0);\n    }"))
+    result = _race_driver(tmp_path, racy)
+    assert "ThreadSanitizer: data race" in result.stderr
+
+
 # --------------------------------------------------------------------------
 # The binding's checks (the kernels' own invariants).
 
