@@ -343,12 +343,15 @@ __device__ __forceinline__ double* scan_chunks(double (&v)[N], int lambda, doubl
 // state, so that a reader never sees one overwritten by the other).
 template <int N>
 __device__ __forceinline__ void look_back(double* state, int* flag, int64_t tile, int direction, int64_t n_tiles,
-                                          const double (&aggregate)[N], const double* T, double (&start)[N]) {
+                                          const double (&aggregate)[N], const double* T, double (&start)[N],
+                                          double* scratch) {
 #pragma unroll
   for (int k = 0; k < N; ++k) store(state + (tile * 2) * N + k, aggregate[k]);
   store_flag(flag + tile, 1);
-  double power[N * N];  // T^d
-#pragma unroll
+  // T^d and the next power, in shared scratch (2 N^2): one thread's N x N
+  // matrices would not fit in registers.
+  double* power = scratch;
+  double* next = scratch + N * N;
   for (int e = 0; e < N * N; ++e) power[e] = e / N == e % N ? 1.0 : 0.0;
 #pragma unroll
   for (int k = 0; k < N; ++k) start[k] = 0;
@@ -357,25 +360,29 @@ __device__ __forceinline__ void look_back(double* state, int* flag, int64_t tile
     while ((published = load_flag(flag + q)) == 0) {
       __nanosleep(32);
     }
-    double value[N];
     const double* slot = state + (q * 2 + (published == 2 ? 1 : 0)) * N;
+    double value[N];
 #pragma unroll
     for (int k = 0; k < N; ++k) value[k] = load_published(slot + k);
-    mat_vec_add<N>(power, value, start);
-    if (published == 2) break;
-    double next[N * N];
-#pragma unroll
+#pragma unroll 1
     for (int r = 0; r < N; ++r) {
+      double acc = 0;
 #pragma unroll
-      for (int c = 0; c < N; ++c) {
-        double acc = 0;
-#pragma unroll
-        for (int l = 0; l < N; ++l) acc += power[r * N + l] * T[l * N + c];
-        next[r * N + c] = acc;
-      }
+      for (int c = 0; c < N; ++c) acc += power[r * N + c] * value[c];
+      start[r] += acc;
     }
-#pragma unroll
-    for (int e = 0; e < N * N; ++e) power[e] = next[e];
+    if (published == 2) break;
+#pragma unroll 1
+    for (int e = 0; e < N * N; ++e) {
+      const int r = e / N, c = e % N;
+      double acc = 0;
+#pragma unroll 1
+      for (int l = 0; l < N; ++l) acc += power[r * N + l] * T[l * N + c];
+      next[e] = acc;
+    }
+    double* swap = power;
+    power = next;
+    next = swap;
   }
   double end[N];
 #pragma unroll
@@ -421,7 +428,7 @@ struct Layout {
   static constexpr int NF = K * (S + 1);   // the forward's state: the input history and the sections' histories
   static constexpr int kInfo = 8;  // int64: ticket, channel range, channel
   static constexpr int kDoubles = kPowers * NF * NF + (kAdjoint ? kPowers * N * N : 0) + 2 * NF * kThreads +
-                                  2 * NF + (kAdjoint ? kThreads * S * (2 * K + 1) : 0);
+                                  2 * NF + 2 * NF * NF + (kAdjoint ? kThreads * S * (2 * K + 1) : 0);
   static constexpr int kSignals = kAdjoint ? S + 1 : 2;  // x and the outputs (forward: x and y)
   static constexpr int kScalars = kSignals * padded_tile<scalar_t>() + kSignals * K +
                                   (kAdjoint ? 2 * padded_tile<scalar_t>() : 0) + 2 * S * (K + 1) + S * K +
@@ -612,7 +619,8 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
   double* pw = reinterpret_cast<double*>(info + L::kInfo);
   double* buf = pw + kPowers * NF * NF;
   double* tile_start = buf + 2 * NF * kThreads;  // NF, then NF spare
-  scalar_t* xs = reinterpret_cast<scalar_t*>(tile_start + 2 * NF);
+  double* look_back_scratch = tile_start + 2 * NF;  // 2 NF^2
+  scalar_t* xs = reinterpret_cast<scalar_t*>(look_back_scratch + 2 * NF * NF);
   scalar_t* ys = xs + kPadded;
   scalar_t* x_history = ys + kPadded;
   scalar_t* coefficients = x_history + 2 * K;
@@ -649,7 +657,7 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
     if (i == kThreads - 1) {
       double start[NF];
       look_back<NF>(p.tile_state + ch * p.n_tiles * 2 * NF, p.tile_flag + ch * p.n_tiles, tile, 1, p.n_tiles, v,
-                    pw + kLogThreads * NF * NF, start);
+                    pw + kLogThreads * NF * NF, start, look_back_scratch);
 #pragma unroll
       for (int k = 0; k < NF; ++k) tile_start[k] = start[k];
     }
@@ -714,7 +722,8 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
   double* pw_adjoint = pw_forward + kPowers * NF * NF;
   double* buf = pw_adjoint + kPowers * N * N;  // 2 * NF * kThreads, for either scan
   double* starts = buf + 2 * NF * kThreads;  // the forward's tile start (NF), the adjoint's (N)
-  double* partial = starts + 2 * NF;         // kThreads * kSums
+  double* look_back_scratch = starts + 2 * NF;  // 2 N^2 <= 2 NF^2
+  double* partial = look_back_scratch + 2 * NF * NF;  // kThreads * kSums
   scalar_t* sig = reinterpret_cast<scalar_t*>(partial + kThreads * kSums);  // (S + 1) padded tiles: x, y_0..y_{S-1}
   scalar_t* history = sig + (S + 1) * kPadded;  // (S + 1) * K: the samples before the tile
   scalar_t* grad_out = history + (S + 1) * K;  // grad_y's tile
@@ -817,7 +826,7 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
     if (lambda == kThreads - 1) {
       double adjoint_start[N];
       look_back<N>(q.tile_state + ch * p.n_tiles * 2 * N, q.tile_flag + ch * p.n_tiles, tile, -1, p.n_tiles, v,
-                   pw_adjoint + kLogThreads * N * N, adjoint_start);
+                   pw_adjoint + kLogThreads * N * N, adjoint_start, look_back_scratch);
 #pragma unroll
       for (int k = 0; k < N; ++k) starts[NF + k] = adjoint_start[k];
     }
