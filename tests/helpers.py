@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 
 TOLERANCE = {
@@ -128,3 +129,52 @@ def emulated_kernels() -> EmulatedKernels:
     if _emulated_kernels is None:
         _emulated_kernels = EmulatedKernels()
     return _emulated_kernels
+
+
+# --------------------------------------------------------------------------
+# Hard filters for the kernels' numerics: poles at the unit circle, low bands
+# (16 kHz), as (name, sos (S, 6)).
+
+FS = 16000
+
+
+def _bandpass(f0, q):
+    w0 = 2 * np.pi * f0 / FS
+    alpha = np.sin(w0) / (2 * q)
+    b = np.array([alpha, 0.0, -alpha])
+    a = np.array([1 + alpha, -2 * np.cos(w0), 1 - alpha])
+    return np.concatenate([b, a]) / a[0]
+
+
+def _resonator(radius, angle):
+    pole = radius * np.exp(1j * angle)
+    a = np.real(np.poly([pole, pole.conj()]))
+    return np.concatenate([[1 - radius, 0.0, 0.0], a])
+
+
+HARD_SECTIONS = (
+    [(f"butter2 low {f} Hz", scipy.signal.butter(2, f, fs=FS, output="sos")) for f in (5, 20, 50)]
+    + [(f"bandpass {f} Hz Q {q}", _bandpass(f, q)[None]) for f in (40, 120, 300, 480) for q in (4, 8, 20)]
+    + [(f"pole |p| = 1 - {1 - r:.0e} at {angle}", _resonator(r, angle)[None])
+       for r in (1 - 1e-3, 1 - 1e-4) for angle in (1e-3, 0.02, 1.0)]
+    + [("butter4 low 30 Hz (2 sections)", scipy.signal.butter(4, 30, fs=FS, output="sos")),
+       ("butter4 high 20 Hz (2 sections)", scipy.signal.butter(4, 20, "high", fs=FS, output="sos")),
+       ("butter8 low 40 Hz (4 sections)", scipy.signal.butter(8, 40, fs=FS, output="sos")),
+       ("butter2 low 7990 Hz", scipy.signal.butter(2, 7990, fs=FS, output="sos"))]
+)
+
+
+def bank_of(cases, dtype):
+    """Coefficients ``b, a`` (P, S, 3) and ``zi``, one channel per case; cascades padded with unit sections."""
+    n_sections = max(sos.shape[0] for _, sos in cases)
+    unit = np.array([1.0, 0, 0, 1.0, 0, 0])
+    sos = np.stack([np.concatenate([s, np.tile(unit, (n_sections - s.shape[0], 1))]) for _, s in cases])
+    b = torch.tensor(sos[..., :3], dtype=dtype)
+    a = torch.tensor(sos[..., 3:], dtype=dtype)
+    return b, a, torch.zeros(len(cases), n_sections, 2, dtype=dtype)
+
+
+def relative_error(got, want):
+    return float((got.double() - want).abs().max() / want.abs().max())
+
+

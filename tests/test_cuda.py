@@ -22,11 +22,13 @@ import torch
 import filterbank
 from filterbank import _ops
 from filterbank.kernels import cpu, cuda
-from helpers import TOLERANCE, assert_close64, emulated_kernels, random_filter, random_sos
+from helpers import (
+    FS, HARD_SECTIONS, TOLERANCE, assert_close64, bank_of, emulated_kernels, random_filter, random_sos,
+    relative_error,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-FS = 16000
 RATIO = 4.0  # the emulated kernel's error against scipy may be at most this times the sequential kernel's
 
 
@@ -87,63 +89,22 @@ def test_gpu_check_fails_when_a_step_fails(tmp_path, sanitizer_status, expected)
 # Hard filters: poles at the unit circle, low bands, long signals.
 
 
-def _bandpass(f0, q):
-    w0 = 2 * np.pi * f0 / FS
-    alpha = np.sin(w0) / (2 * q)
-    b = np.array([alpha, 0.0, -alpha])
-    a = np.array([1 + alpha, -2 * np.cos(w0), 1 - alpha])
-    return np.concatenate([b, a]) / a[0]
-
-
-def _resonator(radius, angle):
-    pole = radius * np.exp(1j * angle)
-    a = np.real(np.poly([pole, pole.conj()]))
-    return np.concatenate([[1 - radius, 0.0, 0.0], a])
-
-
-# Second-order sections, as (name, sos (S, 6)).
-HARD_SECTIONS = (
-    [(f"butter2 low {f} Hz", scipy.signal.butter(2, f, fs=FS, output="sos")) for f in (5, 20, 50)]
-    + [(f"bandpass {f} Hz Q {q}", _bandpass(f, q)[None]) for f in (40, 120, 300, 480) for q in (4, 8, 20)]
-    + [(f"pole |p| = 1 - {1 - r:.0e} at {angle}", _resonator(r, angle)[None])
-       for r in (1 - 1e-3, 1 - 1e-4) for angle in (1e-3, 0.02, 1.0)]
-    + [("butter4 low 30 Hz (2 sections)", scipy.signal.butter(4, 30, fs=FS, output="sos")),
-       ("butter4 high 20 Hz (2 sections)", scipy.signal.butter(4, 20, "high", fs=FS, output="sos")),
-       ("butter8 low 40 Hz (4 sections)", scipy.signal.butter(8, 40, fs=FS, output="sos")),
-       ("butter2 low 7990 Hz", scipy.signal.butter(2, 7990, fs=FS, output="sos"))]
-)
-
-
-def _bank(cases, dtype):
-    """One channel per case, all reading one row; cascades padded with unit sections."""
-    n_sections = max(sos.shape[0] for _, sos in cases)
-    unit = np.array([1.0, 0, 0, 1.0, 0, 0])
-    sos = np.stack([np.concatenate([s, np.tile(unit, (n_sections - s.shape[0], 1))]) for _, s in cases])
-    b = torch.tensor(sos[..., :3], dtype=dtype)
-    a = torch.tensor(sos[..., 3:], dtype=dtype)
-    return b, a, torch.zeros(len(cases), n_sections, 2, dtype=dtype)
-
-
-def _relative(got, want):
-    return float((got.double() - want).abs().max() / want.abs().max())
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hard_sections_forward(kernels, dtype):
     n_time = 16000
     signal = np.random.default_rng(0).standard_normal(n_time)
     x = torch.tensor(signal, dtype=dtype)[None]
     x_index = torch.zeros(len(HARD_SECTIONS), dtype=torch.long)
-    b, a, zi = _bank(HARD_SECTIONS, dtype)
+    b, a, zi = bank_of(HARD_SECTIONS, dtype)
     y, _ = kernels.iir_cascade(x, x_index, b, a, zi)
     y_cpu, _ = cpu.iir_cascade(x, x_index, b, a, zi)
     for p, (name, sos) in enumerate(HARD_SECTIONS):
         truth = torch.tensor(scipy.signal.sosfilt(sos, signal))
-        error = _relative(y[p], truth)
+        error = relative_error(y[p], truth)
         if dtype == torch.float64:
             assert error <= 1e-10, f"{name}: float64 error {error:.2e}"
         else:
-            sequential = _relative(y_cpu[p], truth)
+            sequential = relative_error(y_cpu[p], truth)
             assert error <= RATIO * sequential, f"{name}: float32 error {error:.2e}, sequential {sequential:.2e}"
 
 
@@ -155,19 +116,19 @@ def test_hard_sections_long_signal(kernels):
     cases = [HARD_SECTIONS[0], HARD_SECTIONS[-5]]
     for dtype in (torch.float32, torch.float64):
         x = torch.tensor(signal, dtype=dtype)[None]
-        b, a, zi = _bank(cases, dtype)
+        b, a, zi = bank_of(cases, dtype)
         x_index = torch.zeros(len(cases), dtype=torch.long)
         y, zf = kernels.iir_cascade(x, x_index, b, a, zi)
         y_cpu, _ = cpu.iir_cascade(x, x_index, b, a, zi)
         for p, (name, sos) in enumerate(cases):
             truth, zf_truth = scipy.signal.sosfilt(sos, signal, zi=np.zeros((sos.shape[0], 2)))
             truth = torch.tensor(truth)
-            error = _relative(y[p], truth)
+            error = relative_error(y[p], truth)
             if dtype == torch.float64:
                 assert error <= 1e-10, f"{name}: float64 error {error:.2e}"
                 assert_close64(zf[p, : sos.shape[0]], torch.tensor(zf_truth), f"{name} zf")
             else:
-                assert error <= RATIO * _relative(y_cpu[p], truth), f"{name}: float32 error {error:.2e}"
+                assert error <= RATIO * relative_error(y_cpu[p], truth), f"{name}: float32 error {error:.2e}"
 
 
 @pytest.mark.parametrize("cutoff", [50, 200, 1000])
@@ -185,7 +146,7 @@ def test_order_4_direct_form(kernels, cutoff):
         sequential = cpu.iir_cascade(*args)[0][0]
         if not torch.isfinite(sequential).all():
             continue  # the coefficients rounded to float32 are unstable: no filter to compare
-        error, sequential_error = _relative(kernels.iir_cascade(*args)[0][0], truth), _relative(sequential, truth)
+        error, sequential_error = relative_error(kernels.iir_cascade(*args)[0][0], truth), relative_error(sequential, truth)
         bound = RATIO * sequential_error if dtype == torch.float32 else max(1e-10, RATIO * sequential_error)
         assert error <= bound, f"{dtype}: error {error:.2e}, sequential {sequential_error:.2e}"
 
@@ -196,7 +157,7 @@ def test_hard_sections_backward(kernels, dtype):
     rng = np.random.default_rng(2)
     cases = HARD_SECTIONS[:-4:2] + HARD_SECTIONS[-4:-1]
     x = torch.tensor(rng.standard_normal((1, n_time)), dtype=dtype)
-    b, a, zi = _bank(cases, dtype)
+    b, a, zi = bank_of(cases, dtype)
     x_index = torch.zeros(len(cases), dtype=torch.long)
     grad_y = torch.tensor(rng.standard_normal((len(cases), n_time)), dtype=dtype)
     grad_zf = torch.tensor(rng.standard_normal(zi.shape), dtype=dtype)
@@ -207,11 +168,11 @@ def test_hard_sections_backward(kernels, dtype):
     for name, g, t, s in zip(("grad_x", "grad_b", "grad_a", "grad_zi"), got, truth, sequential):
         for p in range(len(cases)) if name != "grad_x" else [None]:
             g_p, t_p, s_p = (v if p is None else v[p] for v in (g, t, s))
-            error = _relative(g_p, t_p)
+            error = relative_error(g_p, t_p)
             if dtype == torch.float64:
                 assert error <= 1e-10, f"{name} {cases[p][0] if p is not None else ''}: {error:.2e}"
             else:
-                bound = max(RATIO * _relative(s_p, t_p), TOLERANCE[torch.float32])  # the suite's float32 rule
+                bound = max(RATIO * relative_error(s_p, t_p), TOLERANCE[torch.float32])  # the suite's float32 rule
                 assert error <= bound, f"{name} {cases[p][0] if p is not None else ''}: {error:.2e} > {bound:.2e}"
 
 
@@ -506,7 +467,7 @@ def test_cuda_device_hard_sections_long(rng):
     y = filterbank.sosfilt(sos.cuda(), signal.cuda()).cpu()
     y_cpu = filterbank.sosfilt(sos, signal)
     truth = filterbank.sosfilt(sos.double(), signal.double())
-    assert _relative(y, truth) <= RATIO * _relative(y_cpu, truth)
+    assert relative_error(y, truth) <= RATIO * relative_error(y_cpu, truth)
 
 
 @needs_cuda

@@ -16,7 +16,10 @@ import pytest
 import scipy.signal
 import torch
 
-from helpers import assert_close64, assert_close_low, emulated_kernels, normalised_sos, random_filter, random_sos
+from helpers import (
+    HARD_SECTIONS, assert_close64, assert_close_low, bank_of, emulated_kernels, normalised_sos, random_filter,
+    random_sos, relative_error,
+)
 from filterbank import _ops
 from filterbank.kernels import _memory, reference
 
@@ -156,6 +159,28 @@ def test_low_precision_by_ratio(backend_name, dtype, rows, channels, sections, o
     for name, got, truth, same in zip(NAMES, outputs + grads, truth_outputs + truth_grads, same_outputs + same_grads):
         assert got.dtype == dtype, name
         assert_close_low(got, truth, same, name)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_sections_against_scipy(backend_name, dtype):
+    # Low bands and poles at the unit circle (tests/helpers.py), 16000
+    # samples. float32 is judged by its ratio to scipy's own sequential
+    # float32 sosfilt (transposed direct form II, an independent recursion).
+    module, device = backend(backend_name)
+    signal = np.random.default_rng(7).standard_normal(16000)
+    b, a, zi = bank_of(HARD_SECTIONS, dtype)
+    x_index = torch.zeros(len(HARD_SECTIONS), dtype=torch.long)
+    y, _ = module.iir_cascade(*(t.to(device) for t in (torch.tensor(signal, dtype=dtype)[None], x_index, b, a, zi)))
+    for p, (name, sos) in enumerate(HARD_SECTIONS):
+        truth = torch.tensor(scipy.signal.sosfilt(sos, signal))
+        error = relative_error(y[p].cpu(), truth)
+        if dtype == torch.float64:
+            assert error <= 1e-10, f"{name}: {error:.2e}"
+        else:
+            sequential = scipy.signal.sosfilt(sos.astype(np.float32), signal.astype(np.float32))
+            bound = 4 * relative_error(torch.tensor(sequential), truth)
+            assert error <= bound, f"{name}: {error:.2e} > {bound:.2e}"
 
 
 @pytest.mark.parametrize("shape, dtype", [((3, 5), torch.float32), ((512, 8192), torch.float32),
