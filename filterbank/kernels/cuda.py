@@ -10,8 +10,9 @@ processes load them in a moment. Build ahead of time with
     python -m filterbank.kernels.cuda
 
 The same source also builds for CPU threads (:func:`build_emulated`, g++
-only, tensors on the CPU): the tests run every kernel that way, and it counts
-the kernels' global-memory traffic.
+only, tensors on the CPU; ``python -m filterbank.kernels.cuda --emulated``):
+the tests run every kernel that way, and it counts the kernels'
+global-memory traffic.
 
 Environment (the README's table lists these too):
 
@@ -345,5 +346,11 @@ def iir_cascade_backward(
 
 
 if __name__ == "__main__":
-    extension = build(verbose=True)
-    print(f"filterbank CUDA kernels built and loaded: {extension.__file__}")
+    import sys
+
+    if "--emulated" in sys.argv[1:]:
+        extension = build_emulated(verbose=True)
+        print(f"filterbank CUDA kernels built for CPU threads and loaded: {extension.__file__}")
+    else:
+        extension = build(verbose=True)
+        print(f"filterbank CUDA kernels built and loaded: {extension.__file__}")
