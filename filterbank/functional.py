@@ -193,7 +193,7 @@ def lfilter_zi(b: Tensor, a: Tensor) -> Tensor:
     _checks.coefficients("b", b)
     _checks.coefficients("a", a, b, "b")
     _checks.broadcast_to({"b": b.shape[:-1], "a": a.shape[:-1]}, "the batch dimensions")
-    _checks.nonzero("a", a, 0, kernel_reports=True)
+    _checks.nonzero("a", a, 0)
     bn, an = _pad_to_common_length(b / a[..., :1], a / a[..., :1])
     bn, an = torch.broadcast_tensors(bn, an)
     order = an.shape[-1] - 1
@@ -220,7 +220,7 @@ def sosfilt_zi(sos: Tensor) -> Tensor:
         section axis first), differentiable in ``sos``.
     """
     _checks.sos(sos)
-    _checks.nonzero("sos", sos, 3, kernel_reports=True)
+    _checks.nonzero("sos", sos, 3)
     states = []
     scale = torch.ones_like(sos[..., 0, :1])
     for section in range(sos.shape[-2]):
@@ -245,7 +245,7 @@ def lfiltic(b: Tensor, a: Tensor, y: Tensor, x: Optional[Tensor] = None) -> Tens
     """
     _checks.coefficients("b", b)
     _checks.coefficients("a", a, b, "b")
-    _checks.nonzero("a", a, 0, kernel_reports=True)
+    _checks.nonzero("a", a, 0)
     _checks.tensor("y", y, b, "b")
     if y.ndim == 0:
         raise ValueError("y must have a last dimension of past outputs; got a 0-d tensor")
