@@ -2,19 +2,20 @@
 // sections in one time-parallel pass, and its fused backward
 // (docs/design.md, "Time-parallel scan (GPU)").
 //
-// The group's state is every section's output history, N = K * S values
-// (h[s * K + k] = y_s[t - 1 - k]); with zero input it evolves by a fixed
-// N x N matrix F. A block takes one input row, a slice of the channels that
-// read it, and one tile of kThreads chunks; each thread one chunk:
+// The forward's state is the group's input history and every section's
+// output history, K * (S + 1) values; with zero input it evolves by a fixed
+// matrix F. A block takes one input row, a slice of the channels that read
+// it, and one tile of kThreads chunks; each thread one chunk:
 //   1. the tile's input is staged in shared memory once for all the slice's
 //      channels (the input read once per distinct row and tile);
-//   2. per channel, each thread runs its chunk from zero state in the data's
-//      precision (an ordinary recursion), giving the chunk's end state e_i;
+//   2. per channel, each thread runs its chunk from a zero state (no input
+//      history either) in the data's precision, an ordinary recursion,
+//      giving the chunk's end state e_i;
 //   3. the chunks' true start states come from a scan of E_i = M E_{i-1} + e_i
-//      (M = F^chunk) and the tile's start state S from a decoupled look-back
+//      (M = F^chunk) and the tile's start state from a decoupled look-back
 //      over the previous tiles (tile transition F^tile). Everything that
-//      combines chunks runs in float64: M is built by running the zero-input
-//      recursion in float64 and its powers M^(2^m) by float64 squaring;
+//      combines chunks runs in float64, in a repeated-difference basis
+//      (CarriedBasis) in which powers of F stay accurate for poles near 1;
 //   4. each thread reruns its chunk from its true start state; the outputs
 //      go through shared memory to coalesced stores, written once; the
 //      thread that holds the last sample writes zf.

@@ -27,7 +27,8 @@ from filterbank.kernels import cuda
 
 installed = Path(filterbank.__file__).resolve().parent
 assert "site-packages" in installed.parts, f"filterbank imported from {installed}, not the wheel"
-for source in cuda.sources():
+for name in cuda.FILES:  # both builds' sources (the CUDA one and the CPU-thread one)
+    source = cuda.source_folder() / name
     assert source.is_file() and installed in source.resolve().parents, f"CUDA source not in the wheel: {source}"
 x = torch.randn(2, 4000, requires_grad=True)
 b, a = filterbank.design.bandpass_biquad(torch.tensor([300.0, 1000.0, 2500.0]), 2.0, 8000.0)

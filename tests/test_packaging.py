@@ -34,6 +34,8 @@ def test_cuda_sources_are_found_and_are_the_checkouts():
     # In a checkout (or an editable install) the sources are csrc/ itself; in a
     # wheel, the copy under filterbank/kernels/csrc (scripts/wheel_check.sh).
     assert all(path.is_file() for path in cuda.sources())
+    assert all((cuda.source_folder() / name).is_file() for name in cuda.FILES)
+    assert sorted(p.name for p in (ROOT / "csrc").iterdir() if p.suffix != ".md") == sorted(cuda.FILES)
     assert cuda.source_folder().resolve() in (ROOT / "csrc", PACKAGE / "kernels" / "csrc")
 
 
