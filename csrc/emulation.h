@@ -216,6 +216,22 @@ T __shfl_xor_sync(unsigned, T value, int mask) {
   return ::filterbank_emulation::shuffle(value, lane ^ mask);
 }
 
+// Ballots: every lane publishes its predicate, then reads all of them.
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  unsigned bits = 0;
+  for (int lane = 0; lane < ::filterbank_emulation::kWarp; ++lane) {
+    const int value = ::filterbank_emulation::shuffle(predicate ? 1 : 0, lane);
+    if (value && ((mask >> lane) & 1u)) bits |= 1u << lane;
+  }
+  return bits;
+}
+inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+inline int __all_sync(unsigned mask, int predicate) {
+  const int size = ::filterbank_emulation::my_warp().size;
+  const unsigned live = size == 32 ? mask : (mask & ((1u << size) - 1));
+  return (__ballot_sync(mask, predicate) & live) == live;
+}
+
 template <typename T>
 T atomicAdd(T* address, T value) {
   return std::atomic_ref<T>(*address).fetch_add(value, std::memory_order_seq_cst);

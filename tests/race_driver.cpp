@@ -3,7 +3,8 @@
 // __syncthreads between a shared-memory write and another thread's read is a
 // data race it reports. Runs the forward and the backward of a cascade of
 // second-order sections over two tiles and checks the forward against a plain
-// loop, so the run is not vacuous. Built and run by tests/test_cuda.py:
+// loop, so the run is not vacuous; checks the emulation's warp shuffles and
+// ballots on a small kernel first. Built and run by tests/test_cuda.py:
 //   g++ -std=c++20 -fsanitize=thread -DFILTERBANK_EMULATE -I csrc tests/race_driver.cpp
 #include <cmath>
 #include <cstdio>
@@ -11,7 +12,32 @@
 
 #include "iir_scan.cu"
 
+// The emulation's warp layer, which the kernels do not use today: shuffles
+// and ballots against what a warp computes, written to out[threadIdx.x].
+__global__ void warp_kernel(int* out) {
+  const int lane = threadIdx.x % 32;
+  int sum = lane;
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+  const int first = __shfl_sync(0xffffffffu, sum, 0);  // lane 0 holds 0 + 1 + ... + 31
+  const int up = __shfl_up_sync(0xffffffffu, lane, 1);
+  const int swapped = __shfl_xor_sync(0xffffffffu, lane, 1);
+  const unsigned odd = __ballot_sync(0xffffffffu, lane % 2);
+  const bool ok = first == 496 && up == (lane == 0 ? 0 : lane - 1) && swapped == (lane ^ 1) &&
+                  odd == 0xaaaaaaaau && __any_sync(0xffffffffu, lane == 5) && !__all_sync(0xffffffffu, lane < 31);
+  out[threadIdx.x] = ok ? 1 : 0;
+}
+
 int main() {
+  {
+    std::vector<int> out(64, 0);
+    if (FILTERBANK_LAUNCH(warp_kernel, dim3(1), dim3(64), 0, nullptr, out.data()) != cudaSuccess) return 7;
+    for (int v : out) {
+      if (v != 1) {
+        std::printf("warp intrinsics wrong\n");
+        return 8;
+      }
+    }
+  }
   using filterbank::AdjointParams;
   using filterbank::CascadeParams;
   constexpr int K = 2, S = 2, N = K * (S + 1);
