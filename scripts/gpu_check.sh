@@ -4,7 +4,8 @@
 # tests (the kernel cases CI runs on CPU threads, now on the device, and the
 # device-only ones: 2^24 samples, the device against the emulation), the four
 # compute-sanitizer tools on a small case, then bench/lfilter.py and
-# bench/sweep.py on the device. Sized for 10 minutes including the first
+# bench/sweep.py on the device, and the targets read off their JSON
+# (bench/gpu_targets.py). Sized for 10 minutes including the first
 # build. Logs go to ${OUT:-out/gpu}, the benchmark JSON to bench/results/
 # and a copy beside the logs. Exits non-zero when any step failed.
 # Uses the machine's python3 with torch, scipy, numba, pytest and hypothesis;
@@ -60,6 +61,7 @@ done
 step bench_lfilter 240 python3 bench/lfilter.py --device cuda --skip-first-call
 step bench_sweep 240 python3 bench/sweep.py --device cuda
 cp bench/results/*cuda*.json "$out/" 2>/dev/null
+python3 bench/gpu_targets.py | tee "$out/targets.txt"
 
 if [ ${#failed[@]} -ne 0 ]; then
   echo "FAILED: ${failed[*]}"
