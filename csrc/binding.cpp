@@ -61,12 +61,22 @@ Shape check_forward_inputs(const at::Tensor& x, const at::Tensor& row_start, con
   return shape;
 }
 
+// Look-back workspace: states (P, tiles, 2, state) float64, flags (P, tiles)
+// and the block ticket, both zeroed. The forward's state is K * (S + 1)
+// (the input history too), the adjoint's K * S.
+struct Workspace {
+  Workspace(const at::Tensor& x, const Shape& shape, int64_t state)
+      : tile_state(at::empty({shape.channels, shape.tiles, 2, state}, x.options().dtype(at::kDouble))),
+        tile_flag(at::zeros({shape.channels, shape.tiles}, x.options().dtype(at::kInt))),
+        ticket(at::zeros({1}, x.options().dtype(at::kInt))) {}
+  at::Tensor tile_state, tile_flag, ticket;
+};
+
 template <typename scalar_t>
 filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at::Tensor& row_start,
                                                    const at::Tensor& channel_order, const at::Tensor& b,
                                                    const at::Tensor& a, const at::Tensor& zi, const Shape& shape,
-                                                   at::Tensor& tile_state, at::Tensor& tile_flag,
-                                                   at::Tensor& ticket, const at::Tensor& bad_channel) {
+                                                   Workspace& workspace, const at::Tensor& bad_channel) {
   filterbank::CascadeParams<scalar_t> p{};
   p.x = x.data_ptr<scalar_t>();
   p.x_row_stride = x.stride(0);
@@ -76,9 +86,9 @@ filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at
   p.b = b.data_ptr<scalar_t>();
   p.a = a.data_ptr<scalar_t>();
   p.zi = zi.data_ptr<scalar_t>();
-  p.tile_state = tile_state.data_ptr<double>();
-  p.tile_flag = tile_flag.data_ptr<int>();
-  p.ticket = ticket.data_ptr<int>();
+  p.tile_state = workspace.tile_state.data_ptr<double>();
+  p.tile_flag = workspace.tile_flag.data_ptr<int>();
+  p.ticket = workspace.ticket.data_ptr<int>();
   p.bad_channel = bad_channel.data_ptr<int64_t>();
   p.n_channels = shape.channels;
   p.n_time = shape.time;
@@ -87,14 +97,6 @@ filterbank::CascadeParams<scalar_t> cascade_params(const at::Tensor& x, const at
   return p;
 }
 
-// Look-back workspace: states (P, tiles, 2, state) float64, flags (P, tiles)
-// and the block ticket, both zeroed. The forward's state is K * (S + 1)
-// (the input history too), the adjoint's K * S.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> workspace(const at::Tensor& x, const Shape& shape, int64_t state) {
-  const auto options = x.options();
-  return {at::empty({shape.channels, shape.tiles, 2, state}, options.dtype(at::kDouble)),
-          at::zeros({shape.channels, shape.tiles}, options.dtype(at::kInt)), at::zeros({1}, options.dtype(at::kInt))};
-}
 
 void check_launch(cudaError_t error, const char* what) {
   TORCH_CHECK(error == cudaSuccess, "filterbank ", what, ": ", cudaGetErrorString(error));
@@ -124,10 +126,9 @@ void cascade_forward(const at::Tensor& x, const at::Tensor& row_start, const at:
   check_tensor(y, "y", x, {shape.channels, shape.time});
   check_tensor(zf, "zf", x, {shape.channels, shape.sections, shape.order});
   const DeviceScope scope(x);
-  auto [tile_state, tile_flag, ticket] = workspace(x, shape, shape.order * (shape.sections + 1));
+  Workspace workspace(x, shape, shape.order * (shape.sections + 1));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_forward", [&] {
-    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, tile_state, tile_flag, ticket,
-                                      bad_channel);
+    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, workspace, bad_channel);
     p.y = y.data_ptr<scalar_t>();
     p.zf = zf.data_ptr<scalar_t>();
     check_launch(filterbank::launch_cascade(p, static_cast<int>(shape.order), static_cast<int>(shape.sections),
@@ -153,11 +154,10 @@ at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, co
   const DeviceScope scope(x);
   at::Tensor sums = at::zeros({shape.channels, shape.tiles, shape.sections, 2 * shape.order + 1},
                               x.options().dtype(at::kDouble));
-  auto [forward_state, forward_flag, forward_ticket] = workspace(x, shape, shape.order * (shape.sections + 1));
-  auto [adjoint_state, adjoint_flag, adjoint_ticket] = workspace(x, shape, shape.order * shape.sections);
+  Workspace forward(x, shape, shape.order * (shape.sections + 1));
+  Workspace adjoint(x, shape, shape.order * shape.sections);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cascade_backward", [&] {
-    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, forward_state, forward_flag,
-                                      forward_ticket, bad_channel);
+    auto p = cascade_params<scalar_t>(x, row_start, channel_order, b, a, zi, shape, forward, bad_channel);
     const int order = static_cast<int>(shape.order), sections = static_cast<int>(shape.sections);
     // First pass: the tiles' end states only (no output stored).
     check_launch(filterbank::launch_cascade(p, order, sections, scope.stream()), "cascade_backward (states)");
@@ -168,9 +168,9 @@ at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, co
     q.grad_x = grad_x.data_ptr<scalar_t>();
     q.grad_zi = grad_zi.data_ptr<scalar_t>();
     q.sums = sums.data_ptr<double>();
-    q.tile_state = adjoint_state.data_ptr<double>();
-    q.tile_flag = adjoint_flag.data_ptr<int>();
-    q.ticket = adjoint_ticket.data_ptr<int>();
+    q.tile_state = adjoint.tile_state.data_ptr<double>();
+    q.tile_flag = adjoint.tile_flag.data_ptr<int>();
+    q.ticket = adjoint.ticket.data_ptr<int>();
     check_launch(filterbank::launch_adjoint(q, order, sections, scope.stream()), "cascade_backward (adjoint)");
   });
   return sums;
