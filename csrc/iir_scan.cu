@@ -559,6 +559,36 @@ struct ForwardChunk {
 #pragma unroll
     for (int k = 0; k < K; ++k) xh[k] = l0 == 0 ? history[k] : x[padded<scalar_t>(l0 - 1 - k)];
   }
+  // Levels 2-3 up to the scan: M's powers into pw, this thread's chunk from
+  // a zero state (no input history either), its end state in the carried
+  // basis into v, and the scan over the tile; returns the prefixes (for
+  // chunk_start) and leaves the tile's aggregate in the last thread's v.
+  __device__ __forceinline__ const double* zero_start_scan(const CarriedBasis<K, S + 1>& basis,
+                                                          const double (&bd)[S][K + 1],
+                                                          const double (&ad)[S][K + 1], double* pw, double* buf,
+                                                          double (&v)[K * (S + 1)]) const {
+    chunk_powers<K * (S + 1), kChunk>(pw, [&](double (&w)[K * (S + 1)]) { forward_zero_input<K, S>(bd, ad, w); },
+                                      basis);
+    scalar_t h[N] = {}, xh[K] = {}, state[K * (S + 1)];
+    run(h, xh, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    join_state<scalar_t, K, S>(xh, h, state);
+    basis.to_carried(state, v);
+    return scan_chunks<K * (S + 1)>(v, threadIdx.x, buf, pw);
+  }
+  // This thread's true start: the output histories h from the prefixes and
+  // the tile's start state (carried basis), the input history read.
+  __device__ __forceinline__ void true_start(const CarriedBasis<K, S + 1>& basis, const double* prefix,
+                                             const double* pw, const double* tile_start, scalar_t (&h)[N],
+                                             scalar_t (&xh)[K]) const {
+    double tile_state[K * (S + 1)], start[K * (S + 1)];
+#pragma unroll
+    for (int k = 0; k < K * (S + 1); ++k) tile_state[k] = tile_start[k];
+    chunk_start<K * (S + 1)>(prefix, threadIdx.x, pw, tile_state, start);
+    scalar_t state[K * (S + 1)];
+    basis.from_carried(start, state);
+    split_state<scalar_t, K, S>(state, xh, h);
+    input_history(xh);
+  }
   // Runs thread i's chunk from the histories h and xh; calls
   // each(l, t, out, h, xh) after every sample.
   template <typename Each>
@@ -643,16 +673,11 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
     double bd[S][K + 1], ad[S][K + 1];
     load_channel<scalar_t, K, S>(p, ch, tile == 0, coefficients, zi, bn, an, bd, ad);
     const CarriedBasis<K, S + 1> basis(ad, -1);
-    chunk_powers<NF, kChunk>(pw, [&](double (&v)[NF]) { forward_zero_input<K, S>(bd, ad, v); }, basis);
     const ForwardChunk<scalar_t, K, S> chunk{bn, an, xs, x_history, zi, t_begin};
 
-    // Level 2: from a zero state (no history at all).
-    scalar_t h[N] = {}, xh[K] = {}, state[NF];
-    chunk.run(h, xh, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
+    // Level 2 and the scan, from a zero state.
     double v[NF];
-    join_state<scalar_t, K, S>(xh, h, state);
-    basis.to_carried(state, v);
-    const double* prefix = scan_chunks<NF>(v, i, buf, pw);
+    const double* prefix = chunk.zero_start_scan(basis, bd, ad, pw, buf, v);
 
     // Level 3: the tile's start state, then each chunk's.
     if (i == kThreads - 1) {
@@ -664,16 +689,11 @@ __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_
     }
     __syncthreads();
     if (p.y == nullptr) continue;  // the backward's first pass wants the tile states only
-    double S_tile[NF], start[NF];
-#pragma unroll
-    for (int k = 0; k < NF; ++k) S_tile[k] = tile_start[k];
-    chunk_start<NF>(prefix, i, pw, S_tile, start);
 
     // Level 4: rerun from the true state (the input history read, not
     // carried); zf where the signal ends.
-    basis.from_carried(start, state);
-    split_state<scalar_t, K, S>(state, xh, h);
-    chunk.input_history(xh);
+    scalar_t h[N], xh[K];
+    chunk.true_start(basis, prefix, pw, tile_start, h, xh);
     chunk.run(h, xh, [&](int l, int64_t t, const scalar_t (&out)[S], const scalar_t (&hs)[N],
                          const scalar_t (&xhs)[K]) {
       ys[padded<scalar_t>(l)] = out[S - 1];
@@ -788,22 +808,13 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
       inject[m * 2 * S + 2 * s + 1] = onto_in;
     }
 
-    // The forward again, every section's output into sig.
-    chunk_powers<NF, kChunk>(pw_forward, [&](double (&v)[NF]) { forward_zero_input<K, S>(bd, ad, v); }, basis);
+    // The forward again (from the published tile start: no look-back), every
+    // section's output into sig.
     const ForwardChunk<scalar_t, K, S> chunk{bn, an, sig, history, zi, t_begin};
-    scalar_t h[N] = {}, xh[K] = {}, state[NF];
-    chunk.run(h, xh, [](int, int64_t, const scalar_t (&)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {});
     double vf[NF];
-    join_state<scalar_t, K, S>(xh, h, state);
-    basis.to_carried(state, vf);
-    const double* prefix = scan_chunks<NF>(vf, i, buf, pw_forward);
-    double forward_tile_start[NF], forward_start[NF];
-#pragma unroll
-    for (int k = 0; k < NF; ++k) forward_tile_start[k] = starts[k];
-    chunk_start<NF>(prefix, i, pw_forward, forward_tile_start, forward_start);
-    basis.from_carried(forward_start, state);
-    split_state<scalar_t, K, S>(state, xh, h);
-    chunk.input_history(xh);
+    const double* prefix = chunk.zero_start_scan(basis, bd, ad, pw_forward, buf, vf);
+    scalar_t h[N], xh[K];
+    chunk.true_start(basis, prefix, pw_forward, starts, h, xh);
     // Other threads still read sig[0] for their input history: outputs go to
     // sig[1..S] only.
     chunk.run(h, xh, [&](int l, int64_t, const scalar_t (&out)[S], const scalar_t (&)[N], const scalar_t (&)[K]) {
