@@ -421,7 +421,7 @@ __device__ __forceinline__ void chunk_start(const double* prefix, int lambda, co
 }
 
 // ---------------------------------------------------------------------------
-// Shared memory, carved the same way by the kernels and the size functions.
+// Shared memory, carved the same way by the kernels and the launchers' sizes.
 
 template <typename scalar_t, int K, int S, bool kAdjoint>
 struct Layout {
@@ -941,24 +941,6 @@ bool has_kernel(int order, int sections) {
 }
 
 template <typename scalar_t>
-size_t cascade_shared_bytes(int order, int sections) {
-#define FILTERBANK_BYTES(K, S) \
-  if (order == K && sections == S) return Layout<scalar_t, K, S, false>::bytes();
-  FILTERBANK_GROUPS(FILTERBANK_BYTES)
-#undef FILTERBANK_BYTES
-  return 0;
-}
-
-template <typename scalar_t>
-size_t adjoint_shared_bytes(int order, int sections) {
-#define FILTERBANK_BYTES(K, S) \
-  if (order == K && sections == S) return Layout<scalar_t, K, S, true>::bytes();
-  FILTERBANK_GROUPS(FILTERBANK_BYTES)
-#undef FILTERBANK_BYTES
-  return 0;
-}
-
-template <typename scalar_t>
 cudaError_t launch_cascade(const CascadeParams<scalar_t>& params, int order, int sections, cudaStream_t stream) {
 #define FILTERBANK_CASCADE(K, S) \
   if (order == K && sections == S) return launch_cascade_k<scalar_t, K, S>(params, stream);
@@ -976,10 +958,6 @@ cudaError_t launch_adjoint(const AdjointParams<scalar_t>& params, int order, int
   return cudaErrorInvalidValue;
 }
 
-template size_t cascade_shared_bytes<float>(int, int);
-template size_t cascade_shared_bytes<double>(int, int);
-template size_t adjoint_shared_bytes<float>(int, int);
-template size_t adjoint_shared_bytes<double>(int, int);
 template cudaError_t launch_cascade<float>(const CascadeParams<float>&, int, int, cudaStream_t);
 template cudaError_t launch_cascade<double>(const CascadeParams<double>&, int, int, cudaStream_t);
 template cudaError_t launch_adjoint<float>(const AdjointParams<float>&, int, int, cudaStream_t);

@@ -86,12 +86,6 @@ struct AdjointParams {
   int* ticket;                 // (1,), zero on entry
 };
 
-// Shared memory one block needs, in bytes.
-template <typename scalar_t>
-size_t cascade_shared_bytes(int order, int sections);
-template <typename scalar_t>
-size_t adjoint_shared_bytes(int order, int sections);
-
 // Launchers return the first CUDA error (cudaErrorInvalidValue for an order
 // or section count without a kernel); the binding turns it into an exception.
 template <typename scalar_t>
