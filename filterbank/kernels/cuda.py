@@ -175,9 +175,15 @@ def raise_reported(device: Optional[torch.device] = None, wait: bool = False) ->
                 "(that call's outputs are not finite)")
 
 
+def _capturing(device: torch.device) -> bool:
+    """Whether a CUDA graph is being captured (events cannot be queried then)."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def _bad_channel(device: torch.device) -> Tensor:
     """The report slot the kernels write for ``device`` (raising an earlier call's report first)."""
-    raise_reported(device)
+    if not _capturing(device):
+        raise_reported(device)
     if device not in _reports:
         on_gpu = device.type == "cuda"
         _reports[device] = [torch.zeros(1, dtype=torch.int64, device=device),
@@ -188,6 +194,8 @@ def _bad_channel(device: torch.device) -> Tensor:
 def _reported(device: torch.device) -> None:
     """After a launch: copy the report home without waiting (GPU), or raise it now (CPU threads)."""
     entry = _reports[device]
+    if _capturing(device):
+        return  # a replayed graph's report waits in the device slot for the next call outside capture
     if device.type == "cuda":
         entry[1].copy_(entry[0], non_blocking=True)
         entry[2] = torch.cuda.Event()
