@@ -42,7 +42,7 @@ static_assert(chunk_length<double>() >= kMaxOrder, "a chunk must hold a full his
 #ifdef FILTERBANK_EMULATE
 inline unsigned char* dynamic_shared() { return static_cast<unsigned char*>(FILTERBANK_DYNAMIC_SHARED()); }
 #define FILTERBANK_LAUNCH_KERNEL(kernel, blocks, smem, stream, params) \
-  FILTERBANK_LAUNCH(kernel, dim3(blocks), dim3(kThreads), smem, stream, params)
+  ((void)(stream), FILTERBANK_LAUNCH(kernel, dim3(blocks), dim3(kThreads), smem, stream, params))
 #else
 __device__ __forceinline__ unsigned char* dynamic_shared() {
   extern __shared__ __align__(16) unsigned char filterbank_shared[];
@@ -642,7 +642,6 @@ template <typename scalar_t, int K, int S>
 __global__ void __launch_bounds__(kThreads) cascade_kernel(CascadeParams<scalar_t> p) {
   using L = Layout<scalar_t, K, S, false>;
   constexpr int N = L::N, NF = L::NF;
-  constexpr int kChunk = chunk_length<scalar_t>();
   constexpr int kTile = tile_length<scalar_t>();
   constexpr int kPadded = padded_tile<scalar_t>();
   unsigned char* raw = dynamic_shared();
@@ -900,29 +899,27 @@ __global__ void __launch_bounds__(kThreads) adjoint_kernel(AdjointParams<scalar_
 // ---------------------------------------------------------------------------
 // Launchers.
 
-template <typename scalar_t, int K, int S>
-cudaError_t launch_cascade_k(const CascadeParams<scalar_t>& p, cudaStream_t stream) {
-  const int64_t blocks = p.n_rows * p.splits * p.n_tiles;
-  if (p.n_channels == 0 || p.n_time == 0 || blocks == 0) return cudaSuccess;
-  const size_t smem = Layout<scalar_t, K, S, false>::bytes();
-  auto kernel = cascade_kernel<scalar_t, K, S>;
+// One block per (row, slice, tile) of the work; params is the kernel's
+// argument, forward its forward part (the sizes).
+template <typename Kernel, typename Params, typename scalar_t>
+cudaError_t launch_blocks(Kernel kernel, size_t smem, const Params& params, const CascadeParams<scalar_t>& forward,
+                          cudaStream_t stream) {
+  const int64_t blocks = forward.n_rows * forward.splits * forward.n_tiles;
+  if (forward.n_channels == 0 || forward.n_time == 0 || blocks == 0) return cudaSuccess;
   const cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (error != cudaSuccess) return error;
-  return FILTERBANK_LAUNCH_KERNEL(kernel, static_cast<unsigned>(blocks), smem, stream, p);
+  return FILTERBANK_LAUNCH_KERNEL(kernel, static_cast<unsigned>(blocks), smem, stream, params);
+}
+
+template <typename scalar_t, int K, int S>
+cudaError_t launch_cascade_k(const CascadeParams<scalar_t>& p, cudaStream_t stream) {
+  return launch_blocks(cascade_kernel<scalar_t, K, S>, Layout<scalar_t, K, S, false>::bytes(), p, p, stream);
 }
 
 template <typename scalar_t, int K, int S>
 cudaError_t launch_adjoint_k(const AdjointParams<scalar_t>& q, cudaStream_t stream) {
-  const CascadeParams<scalar_t>& p = q.forward;
-  const int64_t blocks = p.n_rows * p.splits * p.n_tiles;
-  if (p.n_channels == 0 || p.n_time == 0 || blocks == 0) return cudaSuccess;
-  const size_t smem = Layout<scalar_t, K, S, true>::bytes();
-  auto kernel = adjoint_kernel<scalar_t, K, S>;
-  const cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-  if (error != cudaSuccess) return error;
-  return FILTERBANK_LAUNCH_KERNEL(kernel, static_cast<unsigned>(blocks), smem, stream, q);
+  return launch_blocks(adjoint_kernel<scalar_t, K, S>, Layout<scalar_t, K, S, true>::bytes(), q, q.forward, stream);
 }
 
 }  // namespace
