@@ -49,6 +49,16 @@ def test_kernels_compile_with_nvcc(tmp_path):
     assert "warning" not in result.stderr.lower(), result.stderr[-4000:]
 
 
+def test_kernels_compile_as_cpp_without_warnings():
+    # The CPU-thread build of the same source (g++, -Wall -Wextra).
+    result = subprocess.run(
+        ["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-DFILTERBANK_EMULATE",
+         f"-I{CSRC}", str(ROOT / "tests" / "race_driver.cpp")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0 and not result.stderr, result.stderr[-4000:]
+
+
 def _torch_has_cuda_headers() -> bool:
     include = Path(torch.__file__).parent / "include"
     return (include / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").exists()
