@@ -42,7 +42,7 @@ from .kernels import cuda as _cuda
 from .kernels import reference as _reference
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "call_iir_cascade",
-           "call_frame_energy", "iir_cascade_frame_energy", "plain_inference"]
+           "call_frame_energy", "iir_cascade_frame_energy", "stream_band_energy", "plain_inference"]
 
 _warned: set[str] = set()
 
@@ -62,7 +62,7 @@ def _backend(op: str, device: torch.device, order: int = 0, window: Optional[tup
             kernels take windows touching at most three hops).
     """
     if device.type == "cpu":
-        if window is None or _cpu.fits_window(*window):
+        if (window is None or _cpu.fits_window(*window)) and _cpu.supports(op, order):
             return _cpu
     elif device.type == "cuda" and hasattr(_cuda, op) and _cuda.supports(order) and _cuda.available():
         return _cuda
@@ -291,3 +291,18 @@ def iir_cascade_frame_energy(
     y, _ = _iir_cascade(x, x_index, b, a, zi)
     keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
     return _frame_energy(y * keep, window, hop, offset, n_frames, square)
+
+
+def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One streaming step of a front-end, without autograd: ``(energy, zf, bands)``.
+
+    Shapes in ``filterbank.kernels.reference``. The CPU kernel does it in one
+    call (and reports a zero ``a[..., 0]`` itself); elsewhere the reference's
+    composition runs on the two ops' own kernels.
+    """
+    backend = _backend("stream_band_energy", x.device, b.shape[-1] - 1, (window.shape[0], hop, 0))
+    if backend is _reference:
+        return _reference.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square,
+                                             cascade=_iir_cascade, frames=_frame_energy)
+    return backend.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)

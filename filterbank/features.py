@@ -170,6 +170,35 @@ def band_energy(
     return energies.reshape(x.shape[:-1] + (n_filters, energies.shape[-1]))
 
 
+def streams_in_one_call(sos: Tensor, x: Tensor) -> bool:
+    """Whether :func:`stream_band_energy` serves a streaming step: plain inference on the CPU, one dtype."""
+    return x.device.type == "cpu" and x.dtype == sos.dtype and _ops.plain_inference(x, sos)
+
+
+def stream_band_energy(sos: Tensor, x: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop_length: int,
+                       n_frames: int, energy: str = "square") -> tuple[Tensor, Tensor, Tensor]:
+    """A streaming front-end's step in one kernel call (inference; ``FrontEnd.stream`` uses it).
+
+    Its arguments are a front-end's own state, checked there, not here.
+
+    Args:
+        sos: (n_filters, n_sections, 6) the bank.
+        x: (..., time) the next samples of each signal.
+        zi: (..., n_filters, n_sections, 2) the filters' states (scipy's TDF-II).
+        history: (..., n_filters, kept) band signals kept from the previous step.
+        window: (W,) smoothing window; frame ``j`` sums ``window[i] e(bands[..., j hop_length + i])``
+            over the band signals from ``history[..., 0]`` on.
+        n_frames: frames to emit now.
+
+    Returns:
+        ``(energy, zf, bands)``: (..., n_filters, n_frames), the filters'
+        states after the block, and the band signals the next step needs
+        (..., n_filters, kept + time - n_frames * hop_length).
+    """
+    return _ops.stream_band_energy(x, sos[..., :3], sos[..., 3:], zi, history, window, hop_length, n_frames,
+                                   energy == "square")
+
+
 def log_compress(energy: Tensor, floor: float = 1e-6) -> Tensor:
     """``log(energy + floor)``: floor > 0 keeps the log and its gradient finite."""
     _checks.number("floor", floor, 0.0)

@@ -79,6 +79,53 @@ def test_front_end_in_10_ms_blocks(rng):
     assert state["samples"] == 16037 and state["frames"] == 100
 
 
+@pytest.mark.parametrize("compression, energy", [("log", "square"), ("power", "abs"), (None, "square")])
+@pytest.mark.parametrize("shape", [(4000,), (3, 4000)])
+def test_one_call_step_equals_the_general_path(rng, monkeypatch, compression, energy, shape):
+    # In inference on the CPU a step is one kernel call (features.stream_band_energy);
+    # it gives the general path's features and states, and each takes the other's state.
+    bank = nn.GammatoneFilterbank(6, 16000, dtype=torch.float64)  # 4 sections per filter
+    front_end = nn.FrontEnd(sample_rate=16000, hop_length=160, filterbank=bank, compression=compression,
+                            energy=energy, dtype=torch.float64)
+    x = torch.tensor(rng.standard_normal(shape))
+    sizes = random_sizes(rng, shape[-1])
+    with torch.no_grad():
+        fast, fast_state = stream_all(front_end, x, sizes)
+        with monkeypatch.context() as patch:
+            patch.setattr(filterbank.features, "streams_in_one_call", lambda sos, x: False)
+            general, general_state = stream_all(front_end, x, sizes)
+        # One path's state into the other and back.
+        out_a, state_a = front_end.stream(x[..., :1000], None)
+        with monkeypatch.context() as patch:
+            patch.setattr(filterbank.features, "streams_in_one_call", lambda sos, x: False)
+            out_b, state_b = front_end.stream(x[..., 1000:2500], state_a)
+        out_c, state_c = front_end.stream(x[..., 2500:], state_b)
+        mixed = torch.cat([out_a, out_b, out_c, front_end.finish(state_c)], dim=-1)
+    torch.testing.assert_close(fast, general, rtol=0, atol=1e-12 * float(general.abs().max()))
+    torch.testing.assert_close(mixed, general, rtol=0, atol=1e-12 * float(general.abs().max()))
+    assert fast_state.keys() == general_state.keys()
+    for key in ("samples", "frames"):
+        assert fast_state[key] == general_state[key]
+    torch.testing.assert_close(fast_state["bands"], general_state["bands"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast_state["filterbank"]["zi"], general_state["filterbank"]["zi"], rtol=0, atol=1e-12)
+
+
+def test_a_changed_state_is_checked_again(rng):
+    # The one-call step trusts only the state it returned, entries untouched.
+    front_end = nn.FrontEnd(n_filters=4, sample_rate=16000, hop_length=160, dtype=torch.float64)
+    x = torch.tensor(rng.standard_normal(800))
+    with torch.no_grad():
+        _, state = front_end.stream(x[:400])
+        state["bands"] = state["bands"][..., :3]
+        with pytest.raises(ValueError, match=r"state\['bands'\] has shape \(4, 3\)"):
+            front_end.stream(x[400:], state)
+        first, state = front_end.stream(x[:400])
+        moved = state.clone()  # a new State: checked, and valid
+        second, _ = front_end.stream(x[400:], moved)
+        whole, _ = front_end.stream(x)
+    torch.testing.assert_close(torch.cat([first, second], -1), whole, rtol=0, atol=1e-12)
+
+
 def test_state_moves_detaches_and_saves(rng):
     front_end = nn.FrontEnd(n_filters=4, sample_rate=8000, hop_length=80, compression="pcen")
     x = torch.randn(2, 2000)

@@ -4,26 +4,34 @@
 (``_cascade.py``, on the tile machinery of ``_tiles.py``), ``frame_energy``/
 ``frame_energy_backward`` take windowed band energies once per hop
 (``_frames.py``), and ``iir_cascade_frame_energy`` does both in one pass
-without storing the band signals (``_fused.py``). These functions move
+without storing the band signals (``_fused.py``); ``stream_band_energy``
+is one streaming step of the front-end in one call (``_stream.py``). These functions move
 tensors in and out; the numba code is in those files (docs/design.md, "CPU
 kernels"). float16/bfloat16 are computed in float32.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import _cascade, _frames, _fused
+from . import _cascade, _frames, _fused, _stream
 from ._dtypes import compute, compute_dtype
 from ._memory import empty
 from ._tiles import block_length, plan, tile_width
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
-           "fits_window"]
+           "stream_band_energy", "fits_window", "supports"]
 
 fits_window = _frames.fits  # (window length, hop, offset) -> whether the frame kernels take that window
+
+
+def supports(op: str, order: int) -> bool:
+    """Whether the CPU kernel of ``op`` takes sections of ``order`` (the streaming step: biquads only)."""
+    return op != "stream_band_energy" or order == 2
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,3 +119,32 @@ def iir_cascade_frame_energy(
                        d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(), width,
                        block_length(order))
     return energy.to(x.dtype)
+
+
+def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One streaming step in one kernel call; see ``filterbank.kernels.reference.stream_band_energy``."""
+    dtype = compute_dtype(x.dtype)
+    # Per 10 ms block every microsecond counts: convert only what needs it
+    # (b and a may be strided views of sos; the kernel reads them as they
+    # are), and flatten the batch in numpy, where a reshape costs less.
+    xc, zc, hc, wc = (t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
+                      for t in (x, zi, history, window))
+    bc, ac = (t if t.dtype == dtype else t.to(dtype) for t in (b, a))
+    batch, n_time = x.shape[:-1], x.shape[-1]
+    n_filters, n_sections = b.shape[0], b.shape[1]
+    n_rows = math.prod(batch)
+    energy = torch.empty(batch + (n_filters, n_frames), dtype=dtype)
+    zf = torch.empty(batch + (n_filters, n_sections, 2), dtype=dtype)
+    bands = torch.empty(batch + (n_filters, history.shape[-1] + n_time - n_frames * hop), dtype=dtype)
+    flat = (xc.numpy().reshape(n_rows, n_time), zc.numpy().reshape(n_rows, n_filters, n_sections, 2),
+            hc.numpy().reshape(n_rows, n_filters, history.shape[-1]))
+    bad = _stream.step(flat[0], bc.numpy(), ac.numpy(), flat[1], flat[2], wc.numpy(), hop, square,
+                       zf.numpy().reshape(n_rows, n_filters, n_sections, 2), bands.numpy().reshape(n_rows, n_filters,
+                                                                                              bands.shape[-1]),
+                       energy.numpy().reshape(n_rows, n_filters, n_frames))
+    if bad:
+        raise ValueError(f"a[..., 0] must be non-zero; got 0 in filter {bad - 1}")
+    if dtype == x.dtype:
+        return energy, zf, bands
+    return energy.to(x.dtype), zf.to(x.dtype), bands.to(x.dtype)

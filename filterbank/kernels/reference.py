@@ -13,6 +13,7 @@ the frame energies).
     energy = frame_energy(y, window, hop, offset, n_frames, square)
     grad_y = frame_energy_backward(grad, y, window, hop, offset, square)
     energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
+    energy, zf, bands = stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)
 
     x:       (rows, time)             distinct input signals
     x_index: (channels,) int64        row of ``x`` each channel reads
@@ -24,6 +25,13 @@ the frame energies).
                                       ``e(v) = v^2`` (square) or ``|v|``, zero outside [0, time)
     energy:  (channels, n_frames)
     limits:  (channels,) int64        samples at or past ``limits[p]`` count as zero
+
+The streaming step has its own shapes (one bank of filters over every row):
+
+    x: (..., time)   b, a: (filters, sections, 3)   zi, zf: (..., filters, sections, 2)
+    history: (..., filters, kept)    band signals from before this block
+    energy: (..., filters, n_frames)   frame j over the band signals from history[..., j hop]
+    bands: (..., filters, kept + time - n_frames hop)   what the next block needs
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from torch import Tensor
 
 from ._dtypes import compute_dtype
 
-__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy"]
+__all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
+           "stream_band_energy"]
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -125,3 +134,27 @@ def iir_cascade_frame_energy(
     y, _ = iir_cascade(x, x_index, b, a, zi)
     keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
     return frame_energy(y * keep, window, hop, offset, n_frames, square)
+
+
+def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool, cascade=None, frames=None) -> tuple[Tensor, Tensor, Tensor]:
+    """One streaming step of a front-end: ``(energy, zf, bands)`` (shapes in the module docstring).
+
+    The block through every filter (from ``zi``), appended to ``history``;
+    the first ``n_frames`` frames of those band signals (windows starting at
+    0, hop, ...); the band signals from ``n_frames * hop`` on kept.
+    ``cascade`` and ``frames`` replace :func:`iir_cascade` and
+    :func:`frame_energy` (the op layer passes its own, which choose kernels).
+    """
+    cascade = cascade or iir_cascade
+    frames = frames or frame_energy
+    batch, n_time = x.shape[:-1], x.shape[-1]
+    rows = x.reshape(-1, n_time)
+    n_rows, (n_filters, n_sections) = rows.shape[0], b.shape[:2]
+    x_index = torch.arange(n_rows, device=x.device).repeat_interleave(n_filters)
+    y, zf = cascade(rows, x_index, b.repeat(n_rows, 1, 1), a.repeat(n_rows, 1, 1),
+                    zi.reshape(n_rows * n_filters, n_sections, 2))
+    buffer = torch.cat([history.reshape(n_rows * n_filters, -1), y], dim=-1)
+    energy = frames(buffer, window, hop, 0, n_frames, square) if n_frames else buffer.new_zeros((buffer.shape[0], 0))
+    return (energy.reshape(batch + (n_filters, n_frames)), zf.reshape(batch + (n_filters, n_sections, 2)),
+            buffer[:, n_frames * hop :].reshape(batch + (n_filters, -1)))
