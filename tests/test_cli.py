@@ -585,3 +585,13 @@ def test_sigterm_stops_filter_with_one_line_and_no_temporary_file(tmp_path):
     assert not [path for path in out.iterdir() if path.name.startswith(".")], "no temporary file is left"
     for path in out.glob("*.flac"):
         assert soundfile.info(str(path)).frames == 16000 * 30
+
+
+def test_summary_reports_the_kernel_start_up_apart(capsys):
+    # A first run compiles the kernels: that one-time cost is not the extraction rate.
+    from filterbank.cli._files import summary
+
+    records = [{"input": "a.wav", "status": "ok", "seconds": 30.0}]
+    assert summary(records, elapsed=7.0, start_up=6.0) == 0
+    line = capsys.readouterr().out
+    assert "30.0 s of audio, 30 x real time, after 6.0 s readying the kernels" in line

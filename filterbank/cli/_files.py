@@ -198,16 +198,20 @@ def order_by_length(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
 
 
 def summary(records: list[dict], elapsed: float, manifest: Optional[Path] = None,
-            manifest_error: Optional[str] = None) -> int:
+            manifest_error: Optional[str] = None, start_up: float = 0.0) -> int:
     """Print ``12 done, 0 skipped, 2 failed ...`` and each failure; the exit code: 1 if any file (or the
-    manifest) failed."""
+    manifest) failed. ``start_up``: seconds of the elapsed time spent readying the kernels (compiling
+    them on a machine's first run, loading numba's cache after), reported apart and left out of the rate."""
     ok = [r for r in records if r["status"] == "ok"]
     skipped = [r for r in records if r["status"] == "skipped"]
     failed = [r for r in records if r["status"] == "error"]
     seconds = sum(r.get("seconds", 0.0) for r in ok)
-    speed = f", {seconds / elapsed:.0f} x real time" if ok and elapsed > 0 else ""
+    working = elapsed - start_up
+    speed = f", {seconds / working:.0f} x real time" if ok and working > 0 else ""
+    ready = f", after {start_up:.1f} s readying the kernels" if start_up >= 0.05 else ""
     print(f"{len(ok)} done, {len(skipped)} skipped, {len(failed)} failed in {elapsed:.1f} s "
-          f"({seconds:.1f} s of audio{speed})" + (f"; manifest: {manifest}" if manifest and not manifest_error else ""))
+          f"({seconds:.1f} s of audio{speed}{ready})"
+          + (f"; manifest: {manifest}" if manifest and not manifest_error else ""))
     for record in failed:
         print(f"error: {record['input']}: {record['reason']}", file=sys.stderr)
     if manifest_error:
