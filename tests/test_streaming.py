@@ -119,6 +119,11 @@ def test_a_changed_state_is_checked_again(rng):
         state["bands"] = state["bands"][..., :3]
         with pytest.raises(ValueError, match=r"state\['bands'\] has shape \(4, 3\)"):
             front_end.stream(x[400:], state)
+        _, state = front_end.stream(x[:400])
+        front_end.float()  # the float64 state is checked again, and refused
+        with pytest.raises((TypeError, ValueError), match="dtype"):
+            front_end.stream(x[400:].float(), state)
+        front_end.double()
         first, state = front_end.stream(x[:400])
         moved = state.clone()  # a new State: checked, and valid
         second, _ = front_end.stream(x[400:], moved)

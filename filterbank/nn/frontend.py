@@ -246,7 +246,7 @@ class FrontEnd(nn.Module):
         offset, length, hop = self.window.shape[0] // 2, self.window.shape[0], self.hop_length
         batch, n_time = x.shape[:-1], x.shape[-1]
         n_filters, n_sections = sos.shape[0], sos.shape[1]
-        made_here = (id(self), n_filters, n_sections, hop, length, self.energy, self.compression, batch)
+        made_here = (id(self), n_filters, n_sections, hop, length, self.energy, self.compression, batch, sos.dtype)
         if state is None:
             samples, frames = 0, 0
             zi = x.new_zeros(batch + (n_filters, n_sections, 2))
