@@ -98,15 +98,18 @@ class Filterbank(nn.Module):
         """
         _checks.module_input(x)
         sos = self.sos()
+        y, zf = sosfilt(sos, x.unsqueeze(-2), zi=self.state_zi(state, x, sos))
+        return y, State(zi=zf)
+
+    def state_zi(self, state: Optional[State], x: Tensor, sos: Tensor) -> Tensor:
+        """The filters' state to continue from, (..., n_filters, n_sections, 2): zeros for None, else
+        ``state['zi']`` checked against the next samples ``x`` and the bank's cascades ``sos``."""
         shape = x.shape[:-1] + sos.shape[:-1] + (2,)
         if state is None:
-            zi = torch.zeros(shape, dtype=sos.dtype, device=x.device)
-        else:
-            owner = type(self).__name__
-            zi = _checks.state_entry(owner, "zi", _checks.state(owner, state, ("zi",))["zi"], shape, sos.dtype,
-                                     x.device)
-        y, zf = sosfilt(sos, x.unsqueeze(-2), zi=zi)
-        return y, State(zi=zf)
+            return torch.zeros(shape, dtype=sos.dtype, device=x.device)
+        owner = type(self).__name__
+        return _checks.state_entry(owner, "zi", _checks.state(owner, state, ("zi",))["zi"], shape, sos.dtype,
+                                   x.device)
 
     def responses(self, n_frequencies: int = 512) -> tuple[Tensor, Tensor]:
         """Magnitude responses of the bank.

@@ -214,11 +214,11 @@ class FrontEnd(nn.Module):
             ``(features, state)``: (..., n_filters, frames emitted now).
         """
         _checks.module_input(x)
-        offset, length, hop = self.window.shape[0] // 2, self.window.shape[0], self.hop_length
         if isinstance(self.filterbank, Filterbank) and self.compression != "pcen":
             sos = self.filterbank.sos()
             if features.streams_in_one_call(sos, x):
                 return self._stream_in_one_call(x, state, sos)
+        offset, hop = self.window.shape[0] // 2, self.hop_length
         if state is None:
             filterbank_state, pcen_state, samples, frames = None, None, 0, 0
             buffer = torch.zeros(x.shape[:-1] + (self.n_filters, offset), dtype=self.window.dtype, device=x.device)
@@ -228,14 +228,19 @@ class FrontEnd(nn.Module):
         bands, filterbank_state = self.filterbank.stream(x, filterbank_state)
         buffer = torch.cat([buffer, bands], dim=-1)
         samples += x.shape[-1]
-        # Frames f with f * hop - offset + length <= samples are complete.
-        complete = (samples + offset - length) // hop + 1 if samples + offset >= length else 0
-        n_new = max(0, complete - frames)
+        n_new = self._new_frames(samples, frames)
         energy = self._frames(buffer, n_new)
         out, pcen_state = self._compress(energy, pcen_state)
         state = State(origin=self._origin(), filterbank=filterbank_state, bands=buffer[..., n_new * hop :],
                       samples=samples, frames=frames + n_new, pcen=pcen_state)
         return out, state
+
+    def _new_frames(self, samples: int, frames: int) -> int:
+        """Frames to emit once ``samples`` have been seen, ``frames`` emitted: frame f is complete
+        when f * hop - offset + length <= samples."""
+        offset, length = self.window.shape[0] // 2, self.window.shape[0]
+        complete = (samples + offset - length) // self.hop_length + 1 if samples + offset >= length else 0
+        return max(0, complete - frames)
 
     def _stream_in_one_call(self, x: Tensor, state: Optional[State], sos: Tensor) -> tuple[Tensor, State]:
         """:meth:`stream` in inference on the CPU: the filtering and the frames in one kernel call.
@@ -257,13 +262,10 @@ class FrontEnd(nn.Module):
             samples, frames, zi, buffer = state["samples"], state["frames"], state["filterbank"]["zi"], state["bands"]
         else:
             filterbank_state, _, samples, frames = self._check_state(state, x)
-            owner = type(self.filterbank).__name__
-            zi = _checks.state_entry(owner, "zi", _checks.state(owner, filterbank_state, ("zi",))["zi"],
-                                     batch + (n_filters, n_sections, 2), sos.dtype, x.device)
+            zi = self.filterbank.state_zi(filterbank_state, x, sos)
             buffer = state["bands"]
         samples += n_time
-        complete = (samples + offset - length) // hop + 1 if samples + offset >= length else 0
-        n_new = max(0, complete - frames)
+        n_new = self._new_frames(samples, frames)
         out, zf, kept = features.stream_band_energy(sos, x, zi, buffer, self.window, hop, n_new, self.energy)
         # The compressions of _compress, in place on the kernel's fresh output.
         if self.compression == "log":
