@@ -293,16 +293,17 @@ def iir_cascade_frame_energy(
     return _frame_energy(y * keep, window, hop, offset, n_frames, square)
 
 
-def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
-                       n_frames: int, square: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """One streaming step of a front-end, without autograd: ``(energy, zf, bands)``.
+def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool, compression: Optional[str], floor: float, power: float,
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """One streaming step of a front-end, without autograd: ``(features, zf, bands)``.
 
     Shapes in ``filterbank.kernels.reference``. The CPU kernel does it in one
     call (and reports a zero ``a[..., 0]`` itself); elsewhere the reference's
     composition runs on the two ops' own kernels.
     """
-    backend = _backend("stream_band_energy", x.device, b.shape[-1] - 1, (window.shape[0], hop, 0))
+    backend = _backend("stream_band_energy", x.device, sos.shape[-1] // 2 - 1, (window.shape[0], hop, 0))
     if backend is _reference:
-        return _reference.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square,
-                                             cascade=_iir_cascade, frames=_frame_energy)
-    return backend.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)
+        return _reference.stream_band_energy(x, sos, zi, history, window, hop, n_frames, square, compression, floor,
+                                             power, cascade=_iir_cascade, frames=_frame_energy)
+    return backend.stream_band_energy(x, sos, zi, history, window, hop, n_frames, square, compression, floor, power)

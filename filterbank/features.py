@@ -176,7 +176,8 @@ def streams_in_one_call(sos: Tensor, x: Tensor) -> bool:
 
 
 def stream_band_energy(sos: Tensor, x: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop_length: int,
-                       n_frames: int, energy: str = "square") -> tuple[Tensor, Tensor, Tensor]:
+                       n_frames: int, energy: str = "square", compression: Optional[str] = None, floor: float = 1e-6,
+                       power: float = 0.3) -> tuple[Tensor, Tensor, Tensor]:
     """A streaming front-end's step in one kernel call (inference; ``FrontEnd.stream`` uses it).
 
     Its arguments are a front-end's own state, checked there, not here.
@@ -189,14 +190,16 @@ def stream_band_energy(sos: Tensor, x: Tensor, zi: Tensor, history: Tensor, wind
         window: (W,) smoothing window; frame ``j`` sums ``window[i] e(bands[..., j hop_length + i])``
             over the band signals from ``history[..., 0]`` on.
         n_frames: frames to emit now.
+        compression: None, ``"log"`` (:func:`log_compress`) or ``"power"``
+            (:func:`power_compress`), applied in the same call.
 
     Returns:
-        ``(energy, zf, bands)``: (..., n_filters, n_frames), the filters'
+        ``(features, zf, bands)``: (..., n_filters, n_frames), the filters'
         states after the block, and the band signals the next step needs
         (..., n_filters, kept + time - n_frames * hop_length).
     """
-    return _ops.stream_band_energy(x, sos[..., :3], sos[..., 3:], zi, history, window, hop_length, n_frames,
-                                   energy == "square")
+    return _ops.stream_band_energy(x, sos, zi, history, window, hop_length, n_frames, energy == "square",
+                                   compression, floor, power)
 
 
 def log_compress(energy: Tensor, floor: float = 1e-6) -> Tensor:

@@ -183,10 +183,11 @@ def test_hard_sections_against_scipy(backend_name, dtype):
             assert error <= bound, f"{name}: {error:.2e} > {bound:.2e}"
 
 
-@pytest.mark.parametrize("batch, n_sections, kept, n_time, n_frames, square", [
-    ((), 1, 160, 160, 1, True), ((2,), 4, 100, 37, 0, True), ((2, 3), 2, 200, 400, 3, False), ((1,), 1, 0, 5, 0, True),
+@pytest.mark.parametrize("batch, n_sections, kept, n_time, n_frames, square, compression", [
+    ((), 1, 160, 160, 1, True, "log"), ((2,), 4, 100, 37, 0, True, None), ((2, 3), 2, 200, 400, 3, False, "power"),
+    ((1,), 1, 0, 5, 0, True, "log"), ((3,), 2, 150, 250, 2, True, None),
 ])
-def test_stream_step_matches_reference(rng, batch, n_sections, kept, n_time, n_frames, square):
+def test_stream_step_matches_reference(rng, batch, n_sections, kept, n_time, n_frames, square, compression):
     # One streaming step (filter a block, frames over the kept band signals)
     # in one CPU kernel call, against the reference's composition.
     from filterbank.kernels import cpu
@@ -194,18 +195,20 @@ def test_stream_step_matches_reference(rng, batch, n_sections, kept, n_time, n_f
     n_filters, hop = 5, 100
     window = torch.tensor(rng.uniform(0.1, 1.0, 2 * hop))
     sos = torch.tensor(np.stack([random_sos(rng, n_sections) for _ in range(n_filters)]))
-    b, a = sos[..., :3], sos[..., 3:]
     x = torch.tensor(rng.standard_normal(batch + (n_time,)))
     zi = torch.tensor(rng.standard_normal(batch + (n_filters, n_sections, 2)))
     history = torch.tensor(rng.standard_normal(batch + (n_filters, kept)))
     n_frames = min(n_frames, max(0, (kept + n_time - 2 * hop) // hop + 1))
-    got = cpu.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)
-    want = reference.stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)
+    options = (compression, 1e-6, 0.3)
+    got = cpu.stream_band_energy(x, sos, zi, history, window, hop, n_frames, square, *options)
+    want = reference.stream_band_energy(x, sos, zi, history, window, hop, n_frames, square, *options)
     for name, g, w in zip(("energy", "zf", "bands"), got, want):
         assert g.shape == w.shape, name
         assert_close64(g, w, name)
-    low = cpu.stream_band_energy(*(t.float() for t in (x, b, a, zi, history, window)), hop, n_frames, square)
-    same = reference.stream_band_energy(*(t.float() for t in (x, b, a, zi, history, window)), hop, n_frames, square)
+    low = cpu.stream_band_energy(*(t.float() for t in (x, sos, zi, history, window)), hop, n_frames, square,
+                                 *options)
+    same = reference.stream_band_energy(*(t.float() for t in (x, sos, zi, history, window)), hop, n_frames,
+                                        square, *options)
     for name, g, w, s_ in zip(("energy", "zf", "bands"), low, want, same):
         assert g.dtype == torch.float32
         assert_close_low(g, w, s_, name)
@@ -217,7 +220,7 @@ def test_stream_step_reports_a_zero_a0(rng):
     sos = torch.tensor(np.stack([random_sos(rng, 1) for _ in range(3)]))
     sos[1, 0, 3] = 0
     with pytest.raises(ValueError, match=r"a\[\.\.\., 0\] must be non-zero; got 0 in filter 1"):
-        cpu.stream_band_energy(torch.zeros(1, 10, dtype=torch.float64), sos[..., :3], sos[..., 3:],
+        cpu.stream_band_energy(torch.zeros(1, 10, dtype=torch.float64), sos,
                                torch.zeros(1, 3, 1, 2, dtype=torch.float64), torch.zeros(1, 3, 0, dtype=torch.float64),
                                torch.ones(4, dtype=torch.float64), 2, 0, True)
 

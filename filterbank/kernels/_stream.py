@@ -5,7 +5,7 @@ arithmetic costs rather than a chain of small calls. For every row: the
 block through every filter's cascade (transposed direct form II, time outer
 and filters inner, so that the filters' independent recursions vectorise),
 appended to the band signals kept from before; the frames whose windows now
-lie inside them; the samples the next frame still needs kept.
+lie inside them, compressed; the samples the next frame still needs kept.
 """
 
 from __future__ import annotations
@@ -64,29 +64,41 @@ def _frames_row(buffer, window, hop, square, energy_row):
 
 
 @numba.njit(**_RECURSION)
-def step(x, b, a, zi, history, window, hop, square, zf, bands, energy):
+def _compress(energy_row, compression, floor, power):
+    """In place: 1 = log(e + floor), 2 = (e + floor) ** power, 0 = as it is."""
+    if compression == 0:
+        return
+    for f in range(energy_row.shape[0]):
+        for j in range(energy_row.shape[1]):
+            v = energy_row[f, j] + floor
+            energy_row[f, j] = np.log(v) if compression == 1 else v ** power
+
+
+@numba.njit(**_RECURSION)
+def step(x, sos, zi, history, window, hop, square, compression, floor, power, zf, bands, energy):
     """One block for every row; returns 1 + the first filter whose a[0] is 0 (nothing computed), else 0.
 
-    x: (R, T); b, a: (F, S, 3) raw; zi: (R, F, S, 2); history: (R, F, H);
-    window: (W,); out: zf (R, F, S, 2), bands (R, F, H + T - n hop) and
-    energy (R, F, n), n frames.
+    x: (R, T); sos: (F, S, 6) raw; zi: (R, F, S, 2); history: (R, F, H);
+    window: (W,); compression: 0 none, 1 log, 2 power (with floor, power);
+    out: zf (R, F, S, 2), bands (R, F, H + T - n hop) and energy (R, F, n),
+    n frames, compressed.
     """
     n_rows, n_time = x.shape
-    n_filters, n_sections = b.shape[0], b.shape[1]
+    n_filters, n_sections = sos.shape[0], sos.shape[1]
     kept = history.shape[2]
     for f in range(n_filters):
         for s in range(n_sections):
-            if a[f, s, 0] == 0:
+            if sos[f, s, 3] == 0:
                 return f + 1
     dtype = x.dtype
     bn = np.empty((n_sections, 3, n_filters), dtype)
     an = np.empty((n_sections, 3, n_filters), dtype)
     for f in range(n_filters):
         for s in range(n_sections):
-            a0 = a[f, s, 0]
+            a0 = sos[f, s, 3]
             for k in range(3):
-                bn[s, k, f] = b[f, s, k] / a0
-                an[s, k, f] = a[f, s, k] / a0
+                bn[s, k, f] = sos[f, s, k] / a0
+                an[s, k, f] = sos[f, s, 3 + k] / a0
     z = np.empty((n_sections, 2, n_filters), dtype)
     buffer = np.empty((n_filters, kept + n_time), dtype)
     consumed = energy.shape[2] * hop
@@ -99,6 +111,7 @@ def step(x, b, a, zi, history, window, hop, square, zf, bands, energy):
                 buffer[f, h] = history[r, f, h]
         _filter_row(x[r], bn, an, z, buffer, kept)
         _frames_row(buffer, window, hop, square, energy[r])
+        _compress(energy[r], compression, floor, power)
         for f in range(n_filters):
             for s in range(n_sections):
                 zf[r, f, s, 0] = z[s, 0, f]

@@ -13,6 +13,7 @@ kernels"). float16/bfloat16 are computed in float32.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ fits_window = _frames.fits  # (window length, hop, offset) -> whether the frame 
 
 def supports(op: str, order: int) -> bool:
     """Whether the CPU kernel of ``op`` takes sections of ``order`` (the streaming step: biquads only)."""
-    return op != "stream_band_energy" or order == 2
+    return op != "stream_band_energy" or order == 2  # sos rows of six
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -121,30 +122,33 @@ def iir_cascade_frame_energy(
     return energy.to(x.dtype)
 
 
-def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
-                       n_frames: int, square: bool) -> tuple[Tensor, Tensor, Tensor]:
+# The streaming step's compressions, as the kernel numbers them.
+STREAM_COMPRESSIONS = {None: 0, "log": 1, "power": 2}
+
+
+def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool, compression: Optional[str] = None, floor: float = 0.0,
+                       power: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
     """One streaming step in one kernel call; see ``filterbank.kernels.reference.stream_band_energy``."""
     dtype = compute_dtype(x.dtype)
-    # Per 10 ms block every microsecond counts: convert only what needs it
-    # (b and a may be strided views of sos; the kernel reads them as they
-    # are), and flatten the batch in numpy, where a reshape costs less.
-    xc, zc, hc, wc = (t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
-                      for t in (x, zi, history, window))
-    bc, ac = (t if t.dtype == dtype else t.to(dtype) for t in (b, a))
+    # Per 10 ms block every microsecond counts: convert only what needs it,
+    # allocate in numpy and flatten the batch there, where each costs less.
+    xc, sc, zc, hc, wc = (t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
+                          for t in (x, sos, zi, history, window))
     batch, n_time = x.shape[:-1], x.shape[-1]
-    n_filters, n_sections = b.shape[0], b.shape[1]
-    n_rows = math.prod(batch)
-    energy = torch.empty(batch + (n_filters, n_frames), dtype=dtype)
-    zf = torch.empty(batch + (n_filters, n_sections, 2), dtype=dtype)
-    bands = torch.empty(batch + (n_filters, history.shape[-1] + n_time - n_frames * hop), dtype=dtype)
-    flat = (xc.numpy().reshape(n_rows, n_time), zc.numpy().reshape(n_rows, n_filters, n_sections, 2),
-            hc.numpy().reshape(n_rows, n_filters, history.shape[-1]))
-    bad = _stream.step(flat[0], bc.numpy(), ac.numpy(), flat[1], flat[2], wc.numpy(), hop, square,
-                       zf.numpy().reshape(n_rows, n_filters, n_sections, 2), bands.numpy().reshape(n_rows, n_filters,
-                                                                                              bands.shape[-1]),
-                       energy.numpy().reshape(n_rows, n_filters, n_frames))
+    n_filters, n_sections = sos.shape[0], sos.shape[1]
+    n_rows, kept = math.prod(batch), history.shape[-1] + n_time - n_frames * hop
+    np_dtype = xc.numpy().dtype
+    energy = np.empty((n_rows, n_filters, n_frames), np_dtype)
+    zf = np.empty((n_rows, n_filters, n_sections, 2), np_dtype)
+    bands = np.empty((n_rows, n_filters, kept), np_dtype)
+    bad = _stream.step(xc.numpy().reshape(n_rows, n_time), sc.numpy(),
+                       zc.numpy().reshape(n_rows, n_filters, n_sections, 2),
+                       hc.numpy().reshape(n_rows, n_filters, history.shape[-1]), wc.numpy(), hop, square,
+                       STREAM_COMPRESSIONS[compression], floor, power, zf, bands, energy)
     if bad:
         raise ValueError(f"a[..., 0] must be non-zero; got 0 in filter {bad - 1}")
-    if dtype == x.dtype:
-        return energy, zf, bands
-    return energy.to(x.dtype), zf.to(x.dtype), bands.to(x.dtype)
+    out = (torch.from_numpy(energy.reshape(batch + (n_filters, n_frames))),
+           torch.from_numpy(zf.reshape(batch + (n_filters, n_sections, 2))),
+           torch.from_numpy(bands.reshape(batch + (n_filters, kept))))
+    return out if dtype == x.dtype else tuple(t.to(x.dtype) for t in out)

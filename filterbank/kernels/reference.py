@@ -13,7 +13,7 @@ the frame energies).
     energy = frame_energy(y, window, hop, offset, n_frames, square)
     grad_y = frame_energy_backward(grad, y, window, hop, offset, square)
     energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
-    energy, zf, bands = stream_band_energy(x, b, a, zi, history, window, hop, n_frames, square)
+    energy, zf, bands = stream_band_energy(x, sos, zi, history, window, hop, n_frames, square)
 
     x:       (rows, time)             distinct input signals
     x_index: (channels,) int64        row of ``x`` each channel reads
@@ -28,13 +28,15 @@ the frame energies).
 
 The streaming step has its own shapes (one bank of filters over every row):
 
-    x: (..., time)   b, a: (filters, sections, 3)   zi, zf: (..., filters, sections, 2)
+    x: (..., time)   sos: (filters, sections, 6)   zi, zf: (..., filters, sections, 2)
     history: (..., filters, kept)    band signals from before this block
     energy: (..., filters, n_frames)   frame j over the band signals from history[..., j hop]
     bands: (..., filters, kept + time - n_frames hop)   what the next block needs
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -136,13 +138,16 @@ def iir_cascade_frame_energy(
     return frame_energy(y * keep, window, hop, offset, n_frames, square)
 
 
-def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
-                       n_frames: int, square: bool, cascade=None, frames=None) -> tuple[Tensor, Tensor, Tensor]:
+def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
+                       n_frames: int, square: bool, compression: Optional[str] = None, floor: float = 0.0,
+                       power: float = 1.0, cascade=None, frames=None) -> tuple[Tensor, Tensor, Tensor]:
     """One streaming step of a front-end: ``(energy, zf, bands)`` (shapes in the module docstring).
 
     The block through every filter (from ``zi``), appended to ``history``;
     the first ``n_frames`` frames of those band signals (windows starting at
-    0, hop, ...); the band signals from ``n_frames * hop`` on kept.
+    0, hop, ...), compressed (``"log"``: ``log(e + floor)``, ``"power"``:
+    ``(e + floor) ** power``, None: as they are); the band signals from
+    ``n_frames * hop`` on kept.
     ``cascade`` and ``frames`` replace :func:`iir_cascade` and
     :func:`frame_energy` (the op layer passes its own, which choose kernels).
     """
@@ -150,11 +155,16 @@ def stream_band_energy(x: Tensor, b: Tensor, a: Tensor, zi: Tensor, history: Ten
     frames = frames or frame_energy
     batch, n_time = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, n_time)
-    n_rows, (n_filters, n_sections) = rows.shape[0], b.shape[:2]
+    n_rows, (n_filters, n_sections) = rows.shape[0], sos.shape[:2]
+    b, a = sos[..., :3], sos[..., 3:]
     x_index = torch.arange(n_rows, device=x.device).repeat_interleave(n_filters)
     y, zf = cascade(rows, x_index, b.repeat(n_rows, 1, 1), a.repeat(n_rows, 1, 1),
                     zi.reshape(n_rows * n_filters, n_sections, 2))
     buffer = torch.cat([history.reshape(n_rows * n_filters, -1), y], dim=-1)
     energy = frames(buffer, window, hop, 0, n_frames, square) if n_frames else buffer.new_zeros((buffer.shape[0], 0))
+    if compression == "log":
+        energy = torch.log(energy + floor)
+    elif compression == "power":
+        energy = (energy + floor) ** power
     return (energy.reshape(batch + (n_filters, n_frames)), zf.reshape(batch + (n_filters, n_sections, 2)),
             buffer[:, n_frames * hop :].reshape(batch + (n_filters, -1)))

@@ -266,12 +266,8 @@ class FrontEnd(nn.Module):
             buffer = state["bands"]
         samples += n_time
         n_new = self._new_frames(samples, frames)
-        out, zf, kept = features.stream_band_energy(sos, x, zi, buffer, self.window, hop, n_new, self.energy)
-        # The compressions of _compress, in place on the kernel's fresh output.
-        if self.compression == "log":
-            out.add_(self.floor).log_()
-        elif self.compression == "power":
-            out.add_(self.floor).pow_(self.power)
+        out, zf, kept = features.stream_band_energy(sos, x, zi, buffer, self.window, hop, n_new, self.energy,
+                                                    self.compression, self.floor, self.power)
         state = State(origin=self._origin(), filterbank=State(zi=zf), bands=kept, samples=samples,
                       frames=frames + n_new, pcen=None)
         state._made = (made_here, zf, kept, samples, frames + n_new)
