@@ -337,7 +337,7 @@ def test_thread_sanitizer_would_find_a_missing_barrier(tmp_path):
     # The same driver over a copy of the kernels with one barrier removed.
     racy = tmp_path / "racy"
     racy.mkdir()
-    for name in ("iir_scan.h", "emulation.h"):
+    for name in ("iir_scan.h", "scan.cuh", "emulation.h"):
         shutil.copy(CSRC / name, racy / name)
     source = (CSRC / "iir_scan.cu").read_text()
     barrier = "load(g_row + t) : scalar_t(0);\n    }\n    __syncthreads();"

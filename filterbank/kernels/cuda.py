@@ -56,7 +56,7 @@ _failure: Optional[str] = None
 # name carries their digest, so an edited header rebuilds too).
 SOURCES = ("binding.cpp", "iir_scan.cu")
 EMULATED_SOURCES = ("binding.cpp", "emulated.cpp")
-FILES = ("binding.cpp", "iir_scan.cu", "iir_scan.h", "emulation.h", "emulated.cpp")
+FILES = ("binding.cpp", "iir_scan.cu", "scan.cuh", "iir_scan.h", "emulation.h", "emulated.cpp")
 _emulated = None
 
 
