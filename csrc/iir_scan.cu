@@ -155,10 +155,10 @@ __device__ __forceinline__ void forward_zero_input(const double (&bd)[S][K + 1],
   join_state<double, K, S>(xh, h, v);
 }
 
-// The forward chunks of this tile for one channel, levels 2-3: the chunk's
-// zero-start end state, the scan, and the true start state of thread i's
-// chunk given the tile's start state. The caller looks back in between when
-// tile_start is null (cascade_kernel) or passes it (adjoint_kernel).
+// Thread i's forward chunk of this tile for one channel: the zero-start run
+// and the scan (zero_start_scan), the true start from the tile's start state
+// (true_start; cascade_kernel looks back for it in between, adjoint_kernel
+// reads it), and the run itself.
 template <typename scalar_t, int K, int S>
 struct ForwardChunk {
   static constexpr int N = K * S;

@@ -233,12 +233,17 @@ def _pad_group(b: Tensor, a: Tensor, zi: Tensor, order: int, size: int) -> tuple
     return b_padded, a_padded, zi_padded
 
 
-def _row_ranges(x_index: Tensor, n_rows: int, channels_per_block: int) -> tuple[Tensor, Tensor, int]:
+def _row_ranges(x_index: Optional[Tensor], n_rows: int, channels_per_block: int, device: torch.device
+                ) -> tuple[Tensor, Tensor, int]:
     """The channels of each input row, without a host sync: ``(row_start, channel_order, splits)``.
 
     Channel ``channel_order[row_start[r] + j]`` reads row ``r``; a block takes
-    one of ``splits`` slices of a row's channels.
+    one of ``splits`` slices of a row's channels. ``x_index`` None: channel
+    ``p`` reads row ``p`` (a later group reading the previous one's output).
     """
+    if x_index is None:
+        own = torch.arange(n_rows + 1, device=device)
+        return own, own[:-1], 1
     channel_order = torch.argsort(x_index, stable=True)
     boundaries = torch.arange(n_rows + 1, device=x_index.device, dtype=x_index.dtype)
     row_start = torch.searchsorted(x_index[channel_order], boundaries).to(torch.int64)
@@ -255,7 +260,7 @@ def _forward(extension, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Te
     """The cascade in the compute dtype: ``(y (P, T), zf (P, S, K), inputs)``, one launch per group.
 
     ``inputs`` lists each group's input ``(signal, index)``: x itself, then the
-    previous group's output.
+    previous group's output (index None: channel p reads its row p).
     """
     dtype = compute_dtype(x.dtype)
     rows = x.to(dtype).contiguous()
@@ -272,14 +277,15 @@ def _forward(extension, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Te
     for first, count, size in _groups(order, n_sections):
         group = slice(first, first + count)
         bg, ag, zig = _pad_group(b[:, group], a[:, group], zi[:, group], kernel_order, size)
-        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block)
+        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block,
+                                                       x.device)
         y = rows.new_empty((n_channels, n_time))
         zf = rows.new_empty((n_channels, size, kernel_order))
         extension.cascade_forward(signal, row_start, channel_order, bg, ag, zig, y, zf, splits, _bad_channel(x.device))
         _reported(x.device)
         inputs.append((signal, index))
         final_states.append(zf[:, :count, :order])
-        signal, index = y, torch.arange(n_channels, device=x.device)
+        signal, index = y, None
     return signal, torch.cat(final_states, dim=1), inputs
 
 
@@ -334,7 +340,8 @@ def iir_cascade_backward(
         group = slice(first, first + count)
         bg, ag, zig = _pad_group(bc[:, group], ac[:, group], zi.to(dtype)[:, group], kernel_order, size)
         _, _, grad_zf_g = _pad_group(bc[:, group], ac[:, group], grad_zf[:, group], kernel_order, size)
-        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block)
+        row_start, channel_order, splits = _row_ranges(index, signal.shape[0], extension.channels_per_block,
+                                                       x.device)
         grad_in = signal.new_empty((splits, signal.shape[0], n_time))
         grad_zi = signal.new_empty((n_channels, size, kernel_order))
         sums = extension.cascade_backward(signal, row_start, channel_order, bg, ag, zig, grad, grad_zf_g, grad_in,
