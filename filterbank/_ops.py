@@ -13,7 +13,11 @@ so derivatives of any order work.
 
 :func:`iir_cascade_frame_energy` is the inference-only path that filters and
 takes frame energies in one pass; it has no autograd, and the layers above
-call it only when :func:`plain_inference` holds.
+call it only when :func:`plain_inference` holds. ``filterbank::band_energy``
+does the same for training: its forward also saves the filters' states every
+few hundred samples, and its backward (``filterbank::band_energy_backward``)
+recomputes the band signals block by block from them, so the (P, time) band signals are never
+stored (docs/design.md, "The fused front-end").
 
 Kernels are chosen by :func:`_backend`, the one place that decides: the numba
 kernels on the CPU, the CUDA kernels (``csrc/``, built on first use) on CUDA
@@ -42,12 +46,13 @@ from .kernels import cuda as _cuda
 from .kernels import reference as _reference
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "call_iir_cascade",
-           "call_frame_energy", "iir_cascade_frame_energy", "stream_band_energy", "plain_inference"]
+           "call_frame_energy", "iir_cascade_frame_energy", "band_energy", "band_energy_backward", "call_band_energy",
+           "fuses_band_energy", "stream_band_energy", "plain_inference"]
 
 _warned: set[str] = set()
 
 # Operations whose reference loops over time in Python: slow enough to warn about.
-_SEQUENTIAL = ("iir_cascade", "iir_cascade_backward")
+_SEQUENTIAL = ("iir_cascade", "iir_cascade_backward", "band_energy", "band_energy_backward")
 
 
 def _backend(op: str, device: torch.device, order: int = 0, window: Optional[tuple[int, int, int]] = None
@@ -291,6 +296,109 @@ def iir_cascade_frame_energy(
     y, _ = _iir_cascade(x, x_index, b, a, zi)
     keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
     return _frame_energy(y * keep, window, hop, offset, n_frames, square)
+
+
+# --------------------------------------------------------------------------
+# Band energies for training: filtering and frame energies fused, with a
+# backward that recomputes the band signals block by block.
+
+
+def _band_energy(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int,
+                 offset: int, n_frames: int, square: bool, limits: Tensor, spacing: int) -> tuple[Tensor, Tensor]:
+    """``(energy, checkpoints)``: the energies of :func:`iir_cascade_frame_energy` and, every ``spacing`` samples,
+    each section's output history (ceil(time / spacing), S, K, P), from which the backward recomputes the bands."""
+    _checks.nonzero("a", a, 0, ("channel", "section"))
+    backend = _backend("band_energy", x.device, b.shape[-1] - 1, (window.shape[0], hop, offset))
+    return backend.band_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, spacing)
+
+
+band_energy = torch.library.custom_op("filterbank::band_energy", _band_energy, mutates_args=())
+
+
+@band_energy.register_fake
+def _(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, spacing):
+    n_saved = -(-x.shape[-1] // spacing) if spacing else 0
+    return x.new_empty((b.shape[0], n_frames)), x.new_empty((n_saved,) + tuple(zi.shape[1:]) + (b.shape[0],))
+
+
+@torch.library.custom_op("filterbank::band_energy_backward", mutates_args=())
+def band_energy_backward(grad: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor,
+                         checkpoints: Tensor, window: Tensor, hop: int, offset: int, square: bool, limits: Tensor,
+                         spacing: int, want_grad_x: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`band_energy`'s energies for ``x, b, a, zi`` (``grad_x`` zero unless ``want_grad_x``)."""
+    backend = _backend("band_energy_backward", x.device, b.shape[-1] - 1, (window.shape[0], hop, offset))
+    return backend.band_energy_backward(grad, x, x_index, b, a, zi, checkpoints, window, hop, offset, square, limits,
+                                        spacing, want_grad_x)
+
+
+@band_energy_backward.register_fake
+def _(grad, x, x_index, b, a, zi, checkpoints, window, hop, offset, square, limits, spacing, want_grad_x):
+    return x.new_empty(x.shape), b.new_empty(b.shape), a.new_empty(a.shape), zi.new_empty(zi.shape)
+
+
+def _band_setup_context(ctx, inputs, output):
+    x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, spacing = inputs
+    ctx.save_for_backward(x, x_index, b, a, zi, output[1], window, limits)
+    ctx.options = (hop, offset, n_frames, square, spacing)
+    ctx.mark_non_differentiable(output[1])
+
+
+def _band_backward(ctx, grad, _grad_checkpoints):
+    x, x_index, b, a, zi, checkpoints, window, limits = ctx.saved_tensors
+    hop, offset, n_frames, square, spacing = ctx.options
+    needs = ctx.needs_input_grad
+    if needs[5]:
+        raise RuntimeError("filterbank::band_energy takes no gradient for the window; compose iir_cascade and "
+                           "frame_energy for a learnable window")
+    if torch.is_grad_enabled():
+        # A graph of the backward (double backward): through the two ops' composition.
+        wanted = [need for need in (needs[0],) + needs[2:5]]
+        with torch.enable_grad():
+            y, _ = iir_cascade(x, x_index, b, a, zi)
+            keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
+            energy = frame_energy(y * keep, window, hop, offset, n_frames, square)
+            inputs = [t for t, need in zip((x, b, a, zi), wanted) if need]
+            found = iter(torch.autograd.grad(energy, inputs, grad, create_graph=True))
+        grads = [next(found) if need else None for need in wanted]
+    else:
+        grads = band_energy_backward(grad.contiguous(), x, x_index, b, a, zi, checkpoints, window, hop, offset,
+                                     square, limits, spacing, needs[0])
+    grad_x, grad_b, grad_a, grad_zi = grads
+    return (grad_x if needs[0] else None, None, grad_b if needs[2] else None, grad_a if needs[3] else None,
+            grad_zi if needs[4] else None, None, None, None, None, None, None, None)
+
+
+band_energy.register_autograd(_band_backward, setup_context=_band_setup_context)
+
+
+def fuses_band_energy(device: torch.device, order: int, window: Tensor, hop: int, offset: int) -> bool:
+    """Whether :func:`call_band_energy` runs fused kernels here: the CPU, a window they take, not learnable."""
+    return (device.type == "cpu" and _cpu.fits_window(window.shape[0], hop, offset) and _cpu.supports("band_energy", order)
+            and not window.requires_grad)
+
+
+def call_band_energy(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int,
+                     offset: int, n_frames: int, square: bool, limits: Tensor) -> Tensor:
+    """Frame energies of the filtered channels (P, n_frames), where :func:`fuses_band_energy` holds.
+
+    In plain inference :func:`iir_cascade_frame_energy`; otherwise the
+    differentiable :func:`band_energy`, whose memory is that of the input,
+    the energies and a few states every few hundred samples, never that
+    of the band signals.
+    """
+    if plain_inference(x, x_index, b, a, zi, window):
+        return iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
+    return band_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits,
+                       checkpoint_spacing(x.shape[0], b.shape[0], b.shape[1], b.shape[-1] - 1))[0]
+
+
+def checkpoint_spacing(n_rows: int, n_channels: int, n_sections: int, order: int) -> int:
+    """Samples between :func:`band_energy`'s checkpoints: a multiple of the CPU kernels' block that keeps them at
+    most half the input's size (each saves ``n_sections * order`` values per channel; the backward then
+    recomputes each stretch between two once, forwards, before going back over it)."""
+    block = _cpu.checkpoint_block(order)
+    per_sample = 2 * n_channels * n_sections * order / max(n_rows, 1)  # checkpoint values per input sample, x2
+    return block * max(1, -(-int(per_sample) // block))
 
 
 def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,

@@ -12,8 +12,8 @@ after a filterbank:
   ``1 + time // hop_length`` frames, the framing of
   ``torchaudio.transforms.MelSpectrogram(center=True)``.
 * :func:`band_energy`: the frame energies of every band of a filterbank
-  (``sosfilt`` then :func:`frame_energy`); in plain inference on the CPU in
-  one pass that never stores the band signals. :func:`zero_after` masks the
+  (``sosfilt`` then :func:`frame_energy`); on the CPU in one pass that never
+  stores the band signals, forward and backward. :func:`zero_after` masks the
   padded tail of a zero-padded batch.
 * :func:`log_compress`, :func:`power_compress`, :func:`pcen`: compression of
   the energies (PCEN: per-channel energy normalisation, Wang et al. 2017,
@@ -124,10 +124,12 @@ def band_energy(
 ) -> Tensor:
     """Frame energies of every band of a filterbank: ``frame_energy(sosfilt(sos, x.unsqueeze(-2)), ...)``.
 
-    In plain inference (nothing needs a gradient, nothing traces) on the CPU
-    this runs one kernel that filters and takes the energies in one pass, so
-    the (..., n_filters, time) band signals are never stored; otherwise it is
-    that composition.
+    On the CPU this runs one kernel that filters and takes the energies in
+    one pass, so the (..., n_filters, time) band signals are never stored;
+    with gradients it also saves a few filter states per block, and the
+    backward recomputes the bands block by block from them (memory of the
+    order of the input and the energies). Elsewhere, or with a learnable
+    ``window``, it is that composition.
 
     Args:
         sos: (n_filters, n_sections, 6) the bank's cascades.
@@ -148,7 +150,8 @@ def band_energy(
         lengths = _checks.lengths(lengths, x)
     if window is None:
         window = smoothing_window(hop_length, dtype=x.dtype, device=x.device)
-    if not (x.device.type == "cpu" and _ops.plain_inference(sos, x, window)):
+    offset = window.shape[0] // 2
+    if not _ops.fuses_band_energy(x.device, 2, window, hop_length, offset):
         bands = sosfilt(sos, x.unsqueeze(-2))                       # (..., n_filters, time)
         if lengths is not None:
             bands = zero_after(bands, lengths)
@@ -164,9 +167,9 @@ def band_energy(
     else:
         rows_per_signal = n_rows // x.shape[0] if x.shape[0] else 0    # channels of (batch, channels, time)
         limits = lengths.repeat_interleave(rows_per_signal * n_filters)
-    energies = _ops.iir_cascade_frame_energy(
+    energies = _ops.call_band_energy(
         rows, x_index, sos[..., :3], sos[..., 3:], rows.new_zeros((n_rows * n_filters, n_sections, 2)), window,
-        hop_length, window.shape[0] // 2, 1 + n_time // hop_length, energy == "square", limits)
+        hop_length, offset, 1 + n_time // hop_length, energy == "square", limits)
     return energies.reshape(x.shape[:-1] + (n_filters, energies.shape[-1]))
 
 

@@ -38,9 +38,9 @@ __all__ = ["forward", "backward"]
 
 
 @numba.njit(**JIT)
-def adjoint_section(us, g, g_in, lane_sum, sum_lanes, bs, as_, length, order, n):
-    """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and the
-    input's adjoint ``sum_k b_k u[t+k]``.
+def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, length, order, n):
+    """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and, when
+    ``want_input``, the input's adjoint ``sum_k b_k u[t+k]``.
 
     ``us``: (block + order, width), rows ``[length, length + order)`` hold the
     adjoint of the next samples. The input's adjoint goes to ``g_in`` rows, or,
@@ -58,6 +58,9 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, bs, as_, length, order, n)
                 t = length - 1 - i
                 u = vfnma(a1, u1, vfnma(a2, u2, vload(g[t], cg)))
                 vstore(us[t], cg, u)
+                if not want_input:
+                    u2, u1 = u1, u
+                    continue
                 w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
                 if not sum_lanes:
                     vstore(g_in[t], cg, w)
@@ -73,6 +76,8 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, bs, as_, length, order, n)
             for k in range(1, order + 1):
                 u = vfnma(vload(as_[k], cg), vload(us[t + k], cg), u)
             vstore(us[t], cg, u)
+            if not want_input:
+                continue
             w = vmul(vload(bs[0], cg), u)
             for k in range(1, order + 1):
                 w = vfma(vload(bs[k], cg), vload(us[t + k], cg), w)
@@ -173,6 +178,76 @@ def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, y, zf, width, block)
 
 
 # --------------------------------------------------------------------------
+# The gradient of frame energies for the last section's output, over one block.
+
+
+@numba.njit(**JIT)
+def energy_weights(grad_energy, lane_channel, first, n, frame, n_frames, scale, weights):
+    """``weights[k, c] = scale * grad_energy[channel of lane c, frame - k]`` (zero for frames that do not exist)."""
+    for k in range(3):
+        f = frame - k
+        for c in range(n):
+            weights[k, c] = scale * grad_energy[lane_channel[first + c], f] if 0 <= f < n_frames else 0.0
+
+
+@numba.njit(**JIT)
+def energy_adjoint(out, row, length, n, kernels, phase, weights, g, g_row):
+    """``g[g_row + t] = (sum_k kernels[k, phase + t] weights[k]) * out[row + t]``: the square's gradient,
+    every lane real over the stretch (its factor 2 is in ``weights``)."""
+    group = group_width(out.itemsize)
+    two = kernels.shape[0] == 2  # the window touches two hop blocks (every window of up to a hop + 1)
+    for cg in range(0, n, group):
+        w0, w1 = vload(weights[0], cg), vload(weights[1], cg)
+        if two:
+            for t in range(length):
+                r = phase + t
+                w = vfma(vsplat(out, kernels[0, r]), w0, vmul(vsplat(out, kernels[1, r]), w1))
+                vstore(g[g_row + t], cg, vmul(w, vload(out[row + t], cg)))
+            continue
+        w2 = vload(weights[2], cg)
+        for t in range(length):
+            r = phase + t
+            w = vfma(vsplat(out, kernels[0, r]), w0, vfma(vsplat(out, kernels[1, r]), w1,
+                                                          vmul(vsplat(out, kernels[2, r]), w2)))
+            vstore(g[g_row + t], cg, vmul(w, vload(out[row + t], cg)))
+
+
+@numba.njit(**JIT)
+def energy_adjoint_limited(out, row, t0, length, n, kernels, square, phase, weights, limit, g, g_row):
+    """As ``energy_adjoint`` (samples from time ``t0``), for ``|v|`` too, with lane c's samples at or past
+    ``limit[c]`` (the padded tail) getting no gradient."""
+    for t in range(length):
+        r = phase + t
+        k0, k1 = kernels[0, r], kernels[1, r]
+        k2 = kernels[2, r] if kernels.shape[0] == 3 else k0 - k0
+        for c in range(n):
+            v = out[row + t, c]
+            w = k0 * weights[0, c] + k1 * weights[1, c] + k2 * weights[2, c]
+            d = v if square else np.sign(v)
+            g[g_row + t, c] = w * d if t0 + t < limit[c] else v - v
+
+
+@numba.njit(**JIT)
+def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, grad_energy, lane_channel, first,
+                         limit, all_valid, weights, g):
+    """``g[t]``, t in [0, length): the gradient of the frame energies for the block's output ``out[order + t]``."""
+    hop = kernels.shape[1]
+    n_frames = grad_energy.shape[1]
+    scale = 2.0 if square else 1.0
+    t = 0
+    while t < length:
+        now = t0 + t
+        phase = now % hop
+        stretch = min(length - t, hop - phase)
+        energy_weights(grad_energy, lane_channel, first, n, now // hop - d_first, n_frames, scale, weights)
+        if square and now + stretch <= all_valid:
+            energy_adjoint(out, order + t, stretch, n, kernels, phase, weights, g, t)
+        else:
+            energy_adjoint_limited(out, order + t, now, stretch, n, kernels, square, phase, weights, limit, g, t)
+        t += stretch
+
+
+# --------------------------------------------------------------------------
 # Backward.
 
 
@@ -180,13 +255,27 @@ def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, y, zf, width, block)
 def backward(
     grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind,
     b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block,
+    checkpoints, spacing, from_energy, grad_energy, kernels, d_first, square, limits, want_grad_x,
 ):
-    n_channels, n_time = grad_y.shape
+    """The cascade's backward.
+
+    The output's gradient is ``grad_y`` (P, T), or, when ``from_energy``, that
+    of frame energies of the output (``grad_energy`` (P, n_frames), the
+    ``_frames`` block ``kernels``, samples past ``limits`` counting as zero),
+    formed block by block from the recomputed output. ``checkpoints``
+    (ceil(T / spacing), S, order, P), when it has any, holds each section's
+    output history every ``spacing`` samples (a multiple of ``block``, saved
+    by the forward), so that the forward is re-run over one segment between
+    checkpoints at a time rather than over the whole signal first. Without
+    ``want_grad_x``, ``grad_x_part`` is not written.
+    """
+    n_channels, n_time = b.shape[0], x.shape[1]
     n_sections = b.shape[1]
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
-    dtype = grad_y.dtype
-    group = group_width(grad_y.itemsize)
+    saved = checkpoints.shape[0] > 0
+    dtype = x.dtype
+    group = group_width(x.itemsize)
     for tile in prange(tile_kind.shape[0]):
         first = tile * width
         n = min(width, n_channels - first)
@@ -196,26 +285,23 @@ def backward(
         signals = np.zeros((n_sections + 1, order + block, width), dtype)
         shared = np.zeros(order + block, dtype)
 
-        # Pass 1: the forward again, keeping each block's starting history.
-        # (Recomputing a block costs less than reading the output back.)
-        hist = np.zeros((n_blocks, n_sections + 1, max(order, 1), width), dtype)
-        hist_shared = np.zeros((n_blocks, max(order, 1)), dtype)
-        for j in range(n_blocks - 1):
-            for h in range(order):
-                hist_shared[j, h] = shared[h]
-                for s in range(n_sections + 1):
-                    hist[j, s, h, :] = signals[s, h, :]
-            t0 = j * block
-            length = min(block, n_time - t0)
-            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
-            run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            shift_history(signals, shared, length, order)
-        for h in range(order if n_blocks else 0):
-            hist_shared[n_blocks - 1, h] = shared[h]
-            for s in range(n_sections + 1):
-                hist[n_blocks - 1, s, h, :] = signals[s, h, :]
+        # The blocks are taken in segments, last to first: one from the start
+        # without checkpoints, else one per checkpoint. A segment is first run
+        # forwards from its starting history, keeping each block's (recomputing
+        # costs less than reading the output back), then backwards.
+        per_segment = min(n_blocks, spacing // block) if saved else n_blocks
+        n_segments = -(-n_blocks // per_segment) if n_blocks else 0
+        hist = np.zeros((max(per_segment, 1), n_sections + 1, max(order, 1), width), dtype)
+        hist_shared = np.zeros((max(per_segment, 1), max(order, 1)), dtype)
+        limit = np.zeros(width, np.int64)
+        all_valid = n_time  # samples before which every lane of the tile is real
+        if from_energy:
+            for c in range(n):
+                limit[c] = limits[lane_channel[first + c]]
+                all_valid = min(all_valid, limit[c])
+        weights = np.zeros((3, width), dtype)
 
-        # Pass 2: blocks backwards. u[s] rows [0, length) hold the adjoint of
+        # Blocks backwards. u[s] rows [0, length) hold the adjoint of
         # section s's all-pole input over the block, rows [length, length +
         # order) that of the next ``order`` samples (zero past the end).
         u = np.zeros((n_sections, block + order, width), dtype)
@@ -229,21 +315,51 @@ def backward(
         gz = np.zeros((n_sections, max(order, 1), width), np.float64)
         for jj in range(n_blocks):
             j = n_blocks - 1 - jj
+            if jj == 0 or j % per_segment == per_segment - 1:
+                # Entering a segment: its starting history, then its blocks forwards.
+                j_first = j - j % per_segment
+                for h in range(order):
+                    t = j_first * block - order + h
+                    shared[h] = x[lane_row[first], t] if t >= 0 and n else 0.0
+                    for s in range(n_sections + 1):
+                        signals[s, h, :] = 0.0
+                    if t < 0:
+                        continue
+                    for c in range(n):
+                        signals[0, h, c] = x[lane_row[first + c], t]
+                        for s in range(n_sections):
+                            signals[s + 1, h, c] = checkpoints[j_first // per_segment, s, h, lane_channel[first + c]]
+                for i in range(j - j_first + 1):
+                    for h in range(order):
+                        hist_shared[i, h] = shared[h]
+                        for s in range(n_sections + 1):
+                            hist[i, s, h, :] = signals[s, h, :]
+                    if i < j - j_first:
+                        t0 = (j_first + i) * block
+                        length = min(block, n_time - t0)
+                        load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+                        run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
+                        shift_history(signals, shared, length, order)
             t0 = j * block
             length = min(block, n_time - t0)
             for h in range(order):
-                shared[h] = hist_shared[j, h]
+                shared[h] = hist_shared[j % per_segment, h]
                 for s in range(n_sections + 1):
-                    signals[s, h, :] = hist[j, s, h, :]
+                    signals[s, h, :] = hist[j % per_segment, s, h, :]
             load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
+            if from_energy:
+                energy_block_adjoint(signals[n_sections], order, t0, length, n, kernels, d_first, square, grad_energy,
+                                     lane_channel, first, limit, all_valid, weights, g)
+            else:
+                rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
 
             near_end = t0 + length > n_time - order
             for ss in range(n_sections):
                 s = n_sections - 1 - ss
                 us = u[s]
                 out = signals[s + 1]
+                want_input = s > 0 or want_grad_x
                 sum_lanes = s == 0 and shared_input
                 # A gradient on zf, zf[i] = sum_{k>i} b_k in[T+i-k] - a_k out[T+i-k],
                 # reaches the samples T+i-k of this block.
@@ -258,7 +374,7 @@ def backward(
                                     g[r, c] -= an[s, k, c] * gzf
                                     gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
                                     gan[s, k, c] -= gzf * out[order + r, c]
-                adjoint_section(us, g, g_in, lane_sum, sum_lanes, bn[s], an[s], length, order, n)
+                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bn[s], an[s], length, order, n)
                 coefficient_sums(us, signals[s], shared, sum_lanes, out, sums, length, order, n)
                 for c in range(n):
                     for k in range(order + 1):
@@ -268,10 +384,10 @@ def backward(
                 for t in range(min(length, max(0, order - t0))):
                     for c in range(n):
                         gz[s, t0 + t, c] += us[t, c]
-                if sum_lanes:
+                if sum_lanes and want_input:
                     for t in range(length):
                         x_adjoint[t] = vsum(vload(lane_sum[t], 0))
-                if near_end:
+                if near_end and want_input:
                     for c in range(n):
                         p = lane_channel[first + c]
                         for i in range(order):
@@ -291,6 +407,8 @@ def backward(
 
             # The adjoint of each lane's input: lanes of one run (same input
             # row, same tile) are summed into that run's partial row.
+            if not want_grad_x:
+                continue
             if shared_input:
                 dst = grad_x_part[lane_part[first]]
                 for t in range(length):

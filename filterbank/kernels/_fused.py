@@ -2,6 +2,11 @@
 
     energy[p] = frame_energy(iir_cascade(x, ...)[0][p] masked past limits[p], window, hop, offset, n_frames)
 
+For training it also saves each section's output history every ``spacing``
+samples (a multiple of ``block``: ``checkpoints`` (ceil(T / spacing), S,
+order, P)), from which ``_cascade.backward`` recomputes the band signals
+segment by segment.
+
 The cascade runs tile by tile as in ``_cascade.py``, and each block of its
 output is reduced to frame energies while still in cache (the polyphase
 block kernels of ``_frames.py``), so the (channels, time) band signals are
@@ -72,7 +77,8 @@ def accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, li
 
 
 @numba.njit(parallel=True, **JIT)
-def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, square, limits, energy, width, block):
+def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, square, limits, energy, checkpoints,
+            spacing, width, block):
     n_channels = energy.shape[0]
     n_frames = energy.shape[1]
     n_time = x.shape[1]
@@ -80,6 +86,8 @@ def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, sq
     order = b.shape[2] - 1
     hop = kernels.shape[1]
     n_blocks = (n_time + block - 1) // block
+    save = checkpoints.shape[0] > 0
+    per_checkpoint = max(1, spacing // block)
     for tile in prange(tile_kind.shape[0]):
         first = tile * width
         n = min(width, n_channels - first)
@@ -98,6 +106,12 @@ def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, sq
         for j in range(n_blocks):
             t0 = j * block
             length = min(block, n_time - t0)
+            if save and j % per_checkpoint == 0:
+                for c in range(n):
+                    p = lane_channel[first + c]
+                    for s in range(n_sections):
+                        for h in range(order):
+                            checkpoints[j // per_checkpoint, s, h, p] = signals[s + 1, h, c]
             load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
             # Walk the block in stretches that end at hop boundaries.

@@ -25,9 +25,10 @@ from ._memory import empty
 from ._tiles import block_length, plan, tile_width
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
-           "stream_band_energy", "fits_window", "supports"]
+           "band_energy", "band_energy_backward", "stream_band_energy", "fits_window", "checkpoint_block", "supports"]
 
 fits_window = _frames.fits  # (window length, hop, offset) -> whether the frame kernels take that window
+checkpoint_block = block_length  # order -> the kernels' block; band_energy's checkpoints are multiples of it
 
 
 def supports(op: str, order: int) -> bool:
@@ -60,7 +61,7 @@ def iir_cascade_backward(
     if not gy.is_contiguous():
         # E.g. the expanded gradient of a sum: copy into a (recycled) huge-page buffer.
         gy = empty(tuple(gy.shape), dtype).copy_(gy)
-    n_channels, order = b.shape[0], b.shape[2] - 1
+    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
     n_rows, n_time = x.shape
     grad_b, grad_a, grad_zi = torch.empty_like(bc), torch.empty_like(ac), torch.empty_like(zc)
     if not n_channels:
@@ -73,7 +74,7 @@ def iir_cascade_backward(
     grad_x_part = empty((part_row.shape[0], n_time), dtype)
     _cascade.backward(gy.numpy(), gzf.numpy(), xc.numpy(), lane_channel, lane_row, lane_part, run_start, tile_kind,
                       bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(),
-                      grad_zi.numpy(), width, block_length(order))
+                      grad_zi.numpy(), width, block_length(order), *_no_energy(n_channels, n_sections, order, dtype))
     if direct:
         grad_x = grad_x_part
     else:
@@ -102,24 +103,84 @@ def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, off
     return grad_y.to(y.dtype)
 
 
+def _no_energy(n_channels: int, n_sections: int, order: int, dtype: torch.dtype) -> tuple:
+    """The arguments of ``_cascade.backward`` after ``block`` for a gradient given on the output itself."""
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), False, np.zeros((0, 0), np_dtype),
+            np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
+
+
 def iir_cascade_frame_energy(
     x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int, offset: int,
     n_frames: int, square: bool, limits: Tensor,
 ) -> Tensor:
     """Filter and take frame energies in one pass; see ``filterbank.kernels.reference.iir_cascade_frame_energy``."""
-    n_channels, order = b.shape[0], b.shape[2] - 1
+    return band_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, 0)[0]
+
+
+def band_energy(
+    x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int, offset: int,
+    n_frames: int, square: bool, limits: Tensor, spacing: int,
+) -> tuple[Tensor, Tensor]:
+    """Frame energies and the backward's checkpoints; see ``filterbank.kernels.reference.band_energy``.
+
+    ``spacing``: 0 (no checkpoints) or a multiple of :func:`checkpoint_block`.
+    """
+    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
     assert limits.shape == (n_channels,), "one limit per channel"
+    n_time = x.shape[-1]
     dtype = compute_dtype(x.dtype)
     xc, bc, ac, zc, wc = (t.to(dtype).contiguous() for t in (x, b, a, zi, window))
     energy = torch.zeros((n_channels, n_frames), dtype=dtype)
-    if n_channels and n_frames and x.shape[-1]:
+    block = block_length(order)
+    assert spacing % block == 0, "checkpoints at block starts"
+    n_saved = -(-n_time // spacing) if spacing else 0
+    checkpoints = torch.zeros((n_saved, n_sections, order, n_channels), dtype=dtype)
+    if n_channels and n_frames and n_time:
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
         width = tile_width(n_channels, energy.element_size())
         lane_channel, lane_row, _, _, _, tile_kind = plan(x_index.numpy(), width)
         _fused.forward(xc.numpy(), lane_channel, lane_row, tile_kind, bc.numpy(), ac.numpy(), zc.numpy(), kernels,
-                       d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(), width,
-                       block_length(order))
-    return energy.to(x.dtype)
+                       d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(),
+                       checkpoints.numpy(), spacing, width, block)
+    return energy.to(x.dtype), checkpoints.to(x.dtype)
+
+
+def band_energy_backward(
+    grad: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, checkpoints: Tensor, window: Tensor,
+    hop: int, offset: int, square: bool, limits: Tensor, spacing: int, want_grad_x: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`band_energy`'s energies; see ``filterbank.kernels.reference.band_energy_backward``."""
+    dtype = compute_dtype(x.dtype)
+    xc, bc, ac, zc, wc, gc, cc = (t.to(dtype).contiguous() for t in (x, b, a, zi, window, grad, checkpoints))
+    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
+    n_rows, n_time = x.shape
+    grad_b, grad_a, grad_zi = torch.zeros_like(bc), torch.zeros_like(ac), torch.zeros_like(zc)
+    if not (n_channels and n_time and grad.shape[-1]):
+        return torch.zeros_like(x), grad_b.to(b.dtype), grad_a.to(a.dtype), grad_zi.to(zi.dtype)
+    block = block_length(order)
+    assert spacing % block == 0 and checkpoints.shape[0] in (0, -(-n_time // spacing)), "checkpoints every spacing"
+    kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
+    if not kernels[2].any():
+        kernels = np.ascontiguousarray(kernels[:2])  # a window over two hop blocks: one product less per sample
+    width = tile_width(n_channels, gc.element_size())
+    lane_channel, lane_row, lane_part, run_start, part_row, tile_kind = plan(x_index.numpy(), width)
+    direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
+    grad_x_part = empty((part_row.shape[0] if want_grad_x else 0, n_time), dtype)
+    np_dtype = xc.numpy().dtype
+    _cascade.backward(np.zeros((0, 0), np_dtype), np.zeros((n_channels, n_sections, order), np_dtype), xc.numpy(),
+                      lane_channel, lane_row, lane_part, run_start, tile_kind, bc.numpy(), ac.numpy(), zc.numpy(),
+                      grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block, cc.numpy(),
+                      spacing, True, gc.numpy(), kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(),
+                      want_grad_x)
+    if not want_grad_x:
+        grad_x = torch.zeros_like(x)
+    elif direct:
+        grad_x = grad_x_part.to(x.dtype)
+    else:
+        grad_x = torch.zeros((n_rows, n_time), dtype=dtype)
+        grad_x.index_add_(0, torch.from_numpy(part_row), grad_x_part)
+    return grad_x.to(x.dtype), grad_b.to(b.dtype), grad_a.to(a.dtype), grad_zi.to(zi.dtype)
 
 
 # The streaming step's compressions, as the kernel numbers them.

@@ -13,6 +13,9 @@ the frame energies).
     energy = frame_energy(y, window, hop, offset, n_frames, square)
     grad_y = frame_energy_backward(grad, y, window, hop, offset, square)
     energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
+    energy, checkpoints = band_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, spacing)
+    grad_x, grad_b, grad_a, grad_zi = band_energy_backward(grad, x, x_index, b, a, zi, checkpoints, window, hop,
+                                                           offset, square, limits, spacing, want_grad_x)
     energy, zf, bands = stream_band_energy(x, sos, zi, history, window, hop, n_frames, square)
 
     x:       (rows, time)             distinct input signals
@@ -25,6 +28,8 @@ the frame energies).
                                       ``e(v) = v^2`` (square) or ``|v|``, zero outside [0, time)
     energy:  (channels, n_frames)
     limits:  (channels,) int64        samples at or past ``limits[p]`` count as zero
+    checkpoints: (ceil(time / spacing), sections, order, channels)
+             checkpoints[j, s, h, p] is section s's output at time j spacing - order + h (zero before 0)
 
 The streaming step has its own shapes (one bank of filters over every row):
 
@@ -45,7 +50,7 @@ from torch import Tensor
 from ._dtypes import compute_dtype
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
-           "stream_band_energy"]
+           "band_energy", "band_energy_backward", "stream_band_energy"]
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -136,6 +141,56 @@ def iir_cascade_frame_energy(
     y, _ = iir_cascade(x, x_index, b, a, zi)
     keep = torch.arange(y.shape[-1], device=y.device) < limits.unsqueeze(-1)
     return frame_energy(y * keep, window, hop, offset, n_frames, square)
+
+
+def band_energy(
+    x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int, offset: int,
+    n_frames: int, square: bool, limits: Tensor, spacing: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`iir_cascade_frame_energy` and the checkpoints its backward restarts from (none when ``spacing`` is 0).
+
+    Returns:
+        ``(energy, checkpoints)``: (P, n_frames) and (ceil(time / spacing), S, K, P).
+    """
+    energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
+    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
+    n_time = x.shape[-1]
+    n_saved = -(-n_time // spacing) if spacing else 0
+    checkpoints = x.new_zeros((n_saved, n_sections, order, n_channels))
+    signal, state = x, zi
+    for s in range(n_sections):
+        # Section s alone, on the previous section's output.
+        rows = torch.arange(n_channels, device=x.device) if s else x_index
+        signal, _ = iir_cascade(signal, rows, b[:, s : s + 1], a[:, s : s + 1], state[:, s : s + 1])
+        for j in range(n_saved):
+            for h in range(order):
+                t = j * spacing - order + h
+                if t >= 0:
+                    checkpoints[j, s, h] = signal[:, t]
+    return energy, checkpoints
+
+
+def band_energy_backward(
+    grad: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, checkpoints: Tensor, window: Tensor,
+    hop: int, offset: int, square: bool, limits: Tensor, spacing: int, want_grad_x: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`band_energy`'s energies (grad: (P, n_frames)) by autograd through the reference.
+
+    ``checkpoints`` and ``spacing`` are not needed here; ``grad_x`` is zero
+    unless ``want_grad_x``.
+
+    Returns:
+        ``(grad_x, grad_b, grad_a, grad_zi)`` shaped like ``x, b, a, zi``.
+    """
+    with torch.enable_grad():
+        inputs = [t.detach().requires_grad_(True) for t in (x, b, a, zi)]
+        energy = iir_cascade_frame_energy(inputs[0], x_index, *inputs[1:], window, hop, offset, grad.shape[-1],
+                                          square, limits)
+        grads = torch.autograd.grad(energy, inputs, grad, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs)]
+    if not want_grad_x:
+        grads[0] = torch.zeros_like(x)
+    return tuple(grads)
 
 
 def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, window: Tensor, hop: int,
