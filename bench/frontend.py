@@ -29,7 +29,7 @@ from filterbank.nn import FrontEnd  # noqa: E402
 
 
 def _training_step(name: str, device: str):
-    """(step, warm-up): one training step of the workload, and the same on a short batch (compiles, allocates little)."""
+    """(step, warm-up): a training step of the workload, and one on a short batch (compiles, allocates little)."""
     front_end = FrontEnd(n_filters=128, sample_rate=16000, hop_length=160, compression="log").to(device)
     bank = front_end.filterbank
     data, short = torch.randn(32, 16000, device=device), torch.randn(2, 400, device=device)
@@ -123,8 +123,8 @@ def main(argv=None) -> dict:
     floor = sizes["input_bytes"] + sizes["features_bytes"]
     for name, value in peak.items():
         if value is not None:
-            print(f"peak memory of a {name} training step: {value / 2**20:.1f} MiB = {value / floor:.2f}x (input + features), "
-                  f"{value / sizes['bands_bytes']:.3f}x the band signals")
+            print(f"peak memory of a {name} training step: {value / 2**20:.1f} MiB = {value / floor:.2f}x "
+                  f"(input + features), {value / sizes['bands_bytes']:.3f}x the band signals")
     if not args.no_save:
         print(f"saved {save('frontend', device, record)}")
     return record

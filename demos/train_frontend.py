@@ -10,10 +10,15 @@ same size (40 bands, 10 ms hop, log energies):
 * ``stft-mel``: a conventional mel spectrogram (STFT, triangular mel filters).
 
 Each is trained with several seeds; the script prints test accuracy (mean and
-spread) and training time per epoch, and draws the learned responses against
-the initial ones to out/learned_responses.png (needs matplotlib).
+spread), training time per epoch (and its ratio to the STFT-mel's), how far
+the learned filters moved from their initialisation (median change of
+centre frequency in semitones, share of filters that moved more than one),
+and draws the learned responses against the initial ones to
+out/learned_responses.png (needs matplotlib). ``--validation`` holds two
+training voices out and reports accuracy on them instead, for choosing
+settings without looking at the test voices.
 
-    python demos/train_frontend.py [--epochs 30] [--seeds 3]
+    python demos/train_frontend.py [--epochs 30] [--seeds 5] [--validation]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import filterbank
 from filterbank import design
@@ -41,10 +46,10 @@ HOP = 160
 
 
 def load_digits(folder: Path):
-    """(waveforms (n, CLIP) float32, labels (n,) int64, splits (n,) str) from the manifest."""
+    """(waveforms (n, CLIP) float32, labels (n,) int64, splits (n,) str, voices (n,) str) from the manifest."""
     with open(folder / "manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
-    waveforms, labels, splits = [], [], []
+    waveforms, labels, splits, voices = [], [], [], []
     for row in rows:
         audio, rate = soundfile.read(folder / row["file"], dtype="float32")
         if rate != SAMPLE_RATE:
@@ -56,7 +61,8 @@ def load_digits(folder: Path):
         waveforms.append(clip)
         labels.append(int(row["digit"]))
         splits.append(row["split"])
-    return torch.from_numpy(np.stack(waveforms)), torch.tensor(labels), np.array(splits)
+        voices.append(row["voice"])
+    return torch.from_numpy(np.stack(waveforms)), torch.tensor(labels), np.array(splits), np.array(voices)
 
 
 class StftMel(nn.Module):
@@ -116,12 +122,27 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return shifted * gains
 
 
-def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32):
+# Training voices held out by --validation (one female, one male).
+VALIDATION_VOICES = ("en+m3", "en-gb-x-rp+f4")
+
+
+def semitones_moved(initial: BiquadFilterbank, learned: BiquadFilterbank) -> Tensor:
+    """(n_filters,) |change of centre frequency| in semitones."""
+    with torch.no_grad():
+        return (12 * torch.log2(learned.centre_hz / initial.centre_hz)).abs()
+
+
+def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validation: bool = False):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    waveforms, labels, splits = data
-    train_index = np.flatnonzero(splits == "train")
-    test_index = np.flatnonzero(splits == "test")
+    waveforms, labels, splits, voices = data
+    held_out = np.isin(voices, VALIDATION_VOICES)
+    if validation:
+        train_index = np.flatnonzero((splits == "train") & ~held_out)
+        test_index = np.flatnonzero((splits == "train") & held_out)
+    else:
+        train_index = np.flatnonzero(splits == "train")
+        test_index = np.flatnonzero(splits == "test")
     front_end = make_front_end(kind)
     model = nn.Sequential(front_end, Classifier(N_BANDS))
     filter_parameters = [p for n, p in model.named_parameters() if n.startswith("0.")]
@@ -178,34 +199,49 @@ def draw(initial: BiquadFilterbank, learned: BiquadFilterbank, path: Path) -> No
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--validation", action="store_true",
+                        help=f"train without the voices {', '.join(VALIDATION_VOICES)} and report accuracy on them")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "digits")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = load_digits(args.data)
-    n_train, n_test = int((data[2] == "train").sum()), int((data[2] == "test").sum())
-    print(f"filterbank {filterbank.__version__}, torch {torch.__version__}: {n_train} training clips, {n_test} test "
-          f"clips (unseen voices); {args.epochs} epochs x {args.seeds} seeds per front-end")
+    in_training = data[2] == "train"
+    held_out = np.isin(data[3], VALIDATION_VOICES)
+    if args.validation:
+        n_train, n_test, scored = int((in_training & ~held_out).sum()), int((in_training & held_out).sum()), "validation"
+    else:
+        n_train, n_test, scored = int(in_training.sum()), int((~in_training).sum()), "test"
+    print(f"filterbank {filterbank.__version__}, torch {torch.__version__}: {n_train} training clips, {n_test} "
+          f"{scored} clips (unseen voices); {args.epochs} epochs x {args.seeds} seeds per front-end")
     results = {}
     learned_bank = None
+    initial = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel")
+    moved = []
     for kind in ("learned", "fixed", "stft-mel"):
         accuracies, seconds = [], []
         for seed in range(args.seeds):
-            accuracy, epoch_seconds, front_end = train(kind, data, args.epochs, seed)
+            accuracy, epoch_seconds, front_end = train(kind, data, args.epochs, seed, validation=args.validation)
             accuracies.append(accuracy)
             seconds.append(epoch_seconds)
-            if kind == "learned" and seed == 0:
-                learned_bank = front_end.filterbank
-            print(f"  {kind:9} seed {seed}: test accuracy {accuracy:.3f}, {epoch_seconds:.2f} s per epoch",
+            if kind == "learned":
+                moved.append(semitones_moved(initial, front_end.filterbank))
+                if seed == 0:
+                    learned_bank = front_end.filterbank
+            print(f"  {kind:9} seed {seed}: {scored} accuracy {accuracy:.3f}, {epoch_seconds:.2f} s per epoch",
                   file=sys.stderr)
         results[kind] = (np.mean(accuracies), np.std(accuracies), np.median(seconds))
-    print(f"\n{'front-end':10} {'test accuracy':>18} {'s / epoch':>10}")
+    print(f"\n{'front-end':10} {scored + ' accuracy':>24} {'s / epoch':>10} {'/ stft-mel':>10}")
     for kind, (mean, spread, seconds) in results.items():
-        print(f"{kind:10} {mean:10.3f} +- {spread:.3f} {seconds:10.2f}")
+        print(f"{kind:10} {mean:16.3f} +- {spread:.3f} {seconds:10.2f} {seconds / results['stft-mel'][2]:9.2f}x")
+    if moved:
+        semitones = torch.stack(moved)                      # (seeds, n_filters)
+        print(f"learned filters moved: median {float(semitones.median()):.2f} semitones, "
+              f"{float((semitones > 1).double().mean()):.0%} of them more than one semitone "
+              f"(over {semitones.shape[0]} seeds x {semitones.shape[1]} filters)")
     if learned_bank is not None:
-        draw(BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel"), learned_bank,
-             args.out / "learned_responses.png")
+        draw(initial, learned_bank, args.out / "learned_responses.png")
     return 0
 
 

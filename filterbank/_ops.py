@@ -373,8 +373,8 @@ band_energy.register_autograd(_band_backward, setup_context=_band_setup_context)
 
 def fuses_band_energy(device: torch.device, order: int, window: Tensor, hop: int, offset: int) -> bool:
     """Whether :func:`call_band_energy` runs fused kernels here: the CPU, a window they take, not learnable."""
-    return (device.type == "cpu" and _cpu.fits_window(window.shape[0], hop, offset) and _cpu.supports("band_energy", order)
-            and not window.requires_grad)
+    return (device.type == "cpu" and _cpu.fits_window(window.shape[0], hop, offset)
+            and _cpu.supports("band_energy", order) and not window.requires_grad)
 
 
 def call_band_energy(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor, window: Tensor, hop: int,

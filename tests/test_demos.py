@@ -62,3 +62,19 @@ def test_draw_features_draws_what_extract_wrote(tmp_path, capsys):
     assert _load("draw_features").main([str(tmp_path / "features")]) == 0
     assert (tmp_path / "features.png").read_bytes()[:4] == b"\x89PNG"
     assert "(4 files)" in capsys.readouterr().out
+
+
+def test_train_frontend_reports_accuracy_time_and_movement(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("train_frontend", ROOT / "demos" / "train_frontend.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    assert demo.main(["--epochs", "1", "--seeds", "1", "--validation", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "160 training clips, 40 validation clips" in out
+    for line in ("learned ", "fixed ", "stft-mel ", "learned filters moved: median"):
+        assert line in out
+    initial = demo.BiquadFilterbank(4, 16000)
+    shifted = demo.BiquadFilterbank(4, 16000)
+    with torch.no_grad():
+        shifted.raw_frequency.copy_(torch.logit(initial.centre_hz * 2 ** (1 / 12) / 8000))
+    torch.testing.assert_close(demo.semitones_moved(initial, shifted), torch.ones(4), rtol=1e-4, atol=1e-4)

@@ -140,14 +140,14 @@ def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
 
 
 @numba.njit(parallel=True, **JIT)
-def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, y, zf, width, block):
+def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block):
     n_channels, n_time = y.shape
     n_sections = b.shape[1]
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
     for tile in prange(tile_kind.shape[0]):
-        first = tile * width
-        n = min(width, n_channels - first)
+        first = tile_first[tile]
+        n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
         bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
         signals = np.zeros((n_sections + 1, order + block, width), y.dtype)
@@ -253,7 +253,7 @@ def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, gr
 
 @numba.njit(parallel=True, **JIT)
 def backward(
-    grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind,
+    grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
     b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block,
     checkpoints, spacing, from_energy, grad_energy, kernels, d_first, square, limits, want_grad_x,
 ):
@@ -277,8 +277,8 @@ def backward(
     dtype = x.dtype
     group = group_width(x.itemsize)
     for tile in prange(tile_kind.shape[0]):
-        first = tile * width
-        n = min(width, n_channels - first)
+        first = tile_first[tile]
+        n = tile_first[tile + 1] - first
         kind = tile_kind[tile]
         shared_input = kind == SHARED
         bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
@@ -290,7 +290,6 @@ def backward(
         # forwards from its starting history, keeping each block's (recomputing
         # costs less than reading the output back), then backwards.
         per_segment = min(n_blocks, spacing // block) if saved else n_blocks
-        n_segments = -(-n_blocks // per_segment) if n_blocks else 0
         hist = np.zeros((max(per_segment, 1), n_sections + 1, max(order, 1), width), dtype)
         hist_shared = np.zeros((max(per_segment, 1), max(order, 1)), dtype)
         limit = np.zeros(width, np.int64)

@@ -77,8 +77,8 @@ def accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, li
 
 
 @numba.njit(parallel=True, **JIT)
-def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, square, limits, energy, checkpoints,
-            spacing, width, block):
+def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels, d_first, square, limits, energy,
+            checkpoints, spacing, width, block):
     n_channels = energy.shape[0]
     n_frames = energy.shape[1]
     n_time = x.shape[1]
@@ -89,8 +89,8 @@ def forward(x, lane_channel, lane_row, tile_kind, b, a, zi, kernels, d_first, sq
     save = checkpoints.shape[0] > 0
     per_checkpoint = max(1, spacing // block)
     for tile in prange(tile_kind.shape[0]):
-        first = tile * width
-        n = min(width, n_channels - first)
+        first = tile_first[tile]
+        n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
         bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
         signals = np.zeros((n_sections + 1, order + block, width), x.dtype)

@@ -229,27 +229,46 @@ def plan(x_index: np.ndarray, width: int):
 
 
 def _make_plan(x_index: np.ndarray, width: int):
-    """Sort channels by input row; describe tiles and runs of shared rows.
+    """Sort channels by input row; cut tiles; describe runs of shared rows.
+
+    A row with at least a quarter tile of channels (a bank over one signal)
+    gets tiles of its own, so that they read it as one scalar stream (40
+    bands: one tile of 40 lanes, not tiles mixing two rows); the channels of
+    smaller rows are packed ``width`` to a tile.
 
     Returns per lane (sorted order): the channel, its input row, its partial
     row (one per run of equal rows within a tile) and whether it starts a run;
-    per run: its input row; per tile: its kind (mixed, shared or distinct).
+    per run: its input row; per tile: its kind (mixed, shared or distinct);
+    and the tiles' first lanes, with the number of lanes last ((tiles + 1,)).
     """
     n_channels = x_index.shape[0]
     lane_channel = np.argsort(x_index, kind="stable").astype(np.int64)
     lane_row = np.ascontiguousarray(x_index[lane_channel], dtype=np.int64)
     lanes = np.arange(n_channels)
-    run_start = lanes % width == 0
-    run_start[1:] |= lane_row[1:] != lane_row[:-1]
+    row_start = np.ones(n_channels, bool)
+    row_start[1:] = lane_row[1:] != lane_row[:-1]
+    starts = np.flatnonzero(row_start)
+    counts = np.diff(np.append(starts, n_channels))
+    big = counts >= max(1, width // 4)
+    # Segments: each big row alone, and each stretch of small rows between them.
+    segment_start = np.zeros(n_channels, bool)
+    segment_start[starts[big]] = True
+    after_big = starts[1:][big[:-1] & ~big[1:]]
+    segment_start[after_big] = True
+    if n_channels:
+        segment_start[0] = True
+    first_of_segment = np.maximum.accumulate(np.where(segment_start, lanes, 0)) if n_channels else lanes
+    tile_start = (lanes - first_of_segment) % width == 0
+    tile_first = np.append(np.flatnonzero(tile_start), n_channels).astype(np.int64)
+    run_start = tile_start | row_start
     lane_part = (np.cumsum(run_start) - 1).astype(np.int64)
     part_row = lane_row[run_start]
-    tile_starts = np.arange(0, n_channels, width)
-    runs_per_tile = np.add.reduceat(run_start.astype(np.int64), tile_starts)
-    lanes_per_tile = np.minimum(width, n_channels - tile_starts)
-    tile_kind = np.full(tile_starts.shape, MIXED, np.uint8)
+    runs_per_tile = np.add.reduceat(run_start.astype(np.int64), tile_first[:-1]) if n_channels else tile_first[:0]
+    lanes_per_tile = np.diff(tile_first)
+    tile_kind = np.full(lanes_per_tile.shape, MIXED, np.uint8)
     tile_kind[runs_per_tile == lanes_per_tile] = DISTINCT
     tile_kind[runs_per_tile == 1] = SHARED
-    return lane_channel, lane_row, lane_part, run_start.astype(np.uint8), part_row, tile_kind
+    return lane_channel, lane_row, lane_part, run_start.astype(np.uint8), part_row, tile_kind, tile_first
 
 
 def tile_width(n_channels: int, itemsize: int) -> int:

@@ -45,9 +45,9 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
     zf = torch.empty((n_channels, n_sections, order), dtype=dtype)
     if n_channels:
         width = tile_width(n_channels, y.element_size())
-        lane_channel, lane_row, _, _, _, tile_kind = plan(x_index.numpy(), width)
-        _cascade.forward(xc.numpy(), lane_channel, lane_row, tile_kind, bc.numpy(), ac.numpy(), zc.numpy(),
-                         y.numpy(), zf.numpy(), width, block_length(order))
+        lane_channel, lane_row, _, _, _, tile_kind, tile_first = plan(x_index.numpy(), width)
+        _cascade.forward(xc.numpy(), lane_channel, lane_row, tile_kind, tile_first, bc.numpy(), ac.numpy(),
+                         zc.numpy(), y.numpy(), zf.numpy(), width, block_length(order))
     return y.to(x.dtype), zf.to(x.dtype)
 
 
@@ -67,14 +67,15 @@ def iir_cascade_backward(
     if not n_channels:
         return torch.zeros_like(x), grad_b.to(b.dtype), grad_a.to(a.dtype), grad_zi.to(zi.dtype)
     width = tile_width(n_channels, gy.element_size())
-    lane_channel, lane_row, lane_part, run_start, part_row, tile_kind = plan(x_index.numpy(), width)
+    lane_channel, lane_row, lane_part, run_start, part_row, tile_kind, tile_first = plan(x_index.numpy(), width)
     # One partial row per run of lanes sharing an input row; when each input
     # row has exactly one run, in order, the partial rows are grad_x itself.
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
     grad_x_part = empty((part_row.shape[0], n_time), dtype)
     _cascade.backward(gy.numpy(), gzf.numpy(), xc.numpy(), lane_channel, lane_row, lane_part, run_start, tile_kind,
-                      bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(),
-                      grad_zi.numpy(), width, block_length(order), *_no_energy(n_channels, n_sections, order, dtype))
+                      tile_first, bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(),
+                      grad_a.numpy(), grad_zi.numpy(), width, block_length(order),
+                      *_no_energy(n_channels, n_sections, order, dtype))
     if direct:
         grad_x = grad_x_part
     else:
@@ -106,8 +107,8 @@ def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, off
 def _no_energy(n_channels: int, n_sections: int, order: int, dtype: torch.dtype) -> tuple:
     """The arguments of ``_cascade.backward`` after ``block`` for a gradient given on the output itself."""
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), False, np.zeros((0, 0), np_dtype),
-            np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
+    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), False,
+            np.zeros((0, 0), np_dtype), np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
 
 
 def iir_cascade_frame_energy(
@@ -139,9 +140,9 @@ def band_energy(
     if n_channels and n_frames and n_time:
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
         width = tile_width(n_channels, energy.element_size())
-        lane_channel, lane_row, _, _, _, tile_kind = plan(x_index.numpy(), width)
-        _fused.forward(xc.numpy(), lane_channel, lane_row, tile_kind, bc.numpy(), ac.numpy(), zc.numpy(), kernels,
-                       d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(),
+        lane_channel, lane_row, _, _, _, tile_kind, tile_first = plan(x_index.numpy(), width)
+        _fused.forward(xc.numpy(), lane_channel, lane_row, tile_kind, tile_first, bc.numpy(), ac.numpy(), zc.numpy(),
+                       kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(),
                        checkpoints.numpy(), spacing, width, block)
     return energy.to(x.dtype), checkpoints.to(x.dtype)
 
@@ -164,15 +165,15 @@ def band_energy_backward(
     if not kernels[2].any():
         kernels = np.ascontiguousarray(kernels[:2])  # a window over two hop blocks: one product less per sample
     width = tile_width(n_channels, gc.element_size())
-    lane_channel, lane_row, lane_part, run_start, part_row, tile_kind = plan(x_index.numpy(), width)
+    lane_channel, lane_row, lane_part, run_start, part_row, tile_kind, tile_first = plan(x_index.numpy(), width)
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
     grad_x_part = empty((part_row.shape[0] if want_grad_x else 0, n_time), dtype)
     np_dtype = xc.numpy().dtype
     _cascade.backward(np.zeros((0, 0), np_dtype), np.zeros((n_channels, n_sections, order), np_dtype), xc.numpy(),
-                      lane_channel, lane_row, lane_part, run_start, tile_kind, bc.numpy(), ac.numpy(), zc.numpy(),
-                      grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block, cc.numpy(),
-                      spacing, True, gc.numpy(), kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(),
-                      want_grad_x)
+                      lane_channel, lane_row, lane_part, run_start, tile_kind, tile_first, bc.numpy(), ac.numpy(),
+                      zc.numpy(), grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block,
+                      cc.numpy(), spacing, True, gc.numpy(), kernels, d_first, square,
+                      limits.to(torch.int64).contiguous().numpy(), want_grad_x)
     if not want_grad_x:
         grad_x = torch.zeros_like(x)
     elif direct:
