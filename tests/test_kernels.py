@@ -261,3 +261,21 @@ def test_output_buffers_are_recycled_only_when_free(monkeypatch):
     y = _memory.empty(shape, torch.float32)
     del y
     assert _memory.cached_bytes() == 0
+
+
+def test_kernels_flush_subnormals_and_leave_the_callers_floating_point_mode_alone():
+    # A resonance ringing out over silence decays through the subnormal range,
+    # which the kernels flush to zero (x86 arithmetic on subnormals is slow);
+    # the caller's thread keeps its own mode.
+    from filterbank.kernels import cpu
+
+    x = torch.zeros(1, 20000, dtype=torch.float32)
+    x[0, 0] = 1.0
+    b = torch.tensor([[[1.0, 0.0, 0.0]]])
+    a = torch.tensor([[[1.0, -1.8, 0.81]]])                   # a double pole at 0.9
+    y, _ = cpu.iir_cascade(x, torch.zeros(1, dtype=torch.long), b, a, torch.zeros(1, 1, 2))
+    smallest = torch.finfo(torch.float32).tiny
+    assert not bool(((y != 0) & (y.abs() < smallest)).any())  # no subnormal output
+    assert (y[0, :100] != 0).all() and float(y[0, 5000:].abs().max()) < 1e-37
+    assert np.float32(smallest) * np.float32(0.5) != 0        # numpy still sees subnormals here
+    assert float(torch.tensor(1e-39, dtype=torch.float32) * 1.0) != 0

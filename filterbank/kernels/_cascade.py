@@ -24,7 +24,9 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._simd import group_width, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum
+from ._simd import (
+    flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
+)
 from ._tiles import (
     DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, rows_to_block, run_sections,
     shift_history,
@@ -146,6 +148,7 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, w
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
     for tile in prange(tile_kind.shape[0]):
+        mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
@@ -175,6 +178,7 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, w
                     if n_time + i < order:
                         acc += z[s, n_time + i, c]
                     zf[p, s, i] = acc
+        restore_subnormals(mxcsr)
 
 
 # --------------------------------------------------------------------------
@@ -277,6 +281,7 @@ def backward(
     dtype = x.dtype
     group = group_width(x.itemsize)
     for tile in prange(tile_kind.shape[0]):
+        mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         kind = tile_kind[tile]
@@ -447,3 +452,4 @@ def backward(
                 grad_a[p, s, 0] = ga0 / a0
                 for k in range(order):
                     grad_zi[p, s, k] = gz[s, k, c]
+        restore_subnormals(mxcsr)

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._simd import group_width, vabs, vfma, vload, vmul, vsplat, vstore
+from ._simd import flush_subnormals, group_width, restore_subnormals, vabs, vfma, vload, vmul, vsplat, vstore
 from ._tiles import JIT, SHARED, load_coefficients, load_input, run_sections, shift_history
 
 __all__ = ["forward"]
@@ -89,6 +89,7 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels,
     save = checkpoints.shape[0] > 0
     per_checkpoint = max(1, spacing // block)
     for tile in prange(tile_kind.shape[0]):
+        mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
@@ -129,3 +130,4 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels,
                     flush(sums, energy, lane_channel, first, n, now // hop - d_first, n_frames)
             if j < n_blocks - 1:
                 shift_history(signals, shared, length, order)
+        restore_subnormals(mxcsr)

@@ -16,6 +16,8 @@ from memory before it is overwritten.
 
 from __future__ import annotations
 
+import platform
+
 import numba
 from llvmlite import ir
 from numba import types
@@ -24,7 +26,8 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "vload", "vstore", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
+    "vload", "vstore", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum", "flush_subnormals",
+    "restore_subnormals",
 ]
 
 _REGISTER_BYTES = 32  # AVX2
@@ -361,3 +364,53 @@ def vsum(typingctx, value):
         return builder.call(function, [ir.Constant(element, 0.0), args[0]], fastmath=("reassoc",))
 
     return value.dtype(value), codegen
+
+
+# --------------------------------------------------------------------------
+# Subnormal numbers. A recursion whose input falls silent (the zero padding of
+# a batch of clips, pauses in speech) decays through the subnormal range,
+# where x86 arithmetic is tens of times slower: measured 5x on a training
+# step over zero-padded spoken digits. The kernels flush them to zero (MXCSR
+# FTZ and DAZ, per thread, restored after each tile); values below 1e-38
+# (float32) or 1e-308 (float64) carry nothing an audio signal needs.
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_FTZ_DAZ = 0x8040
+
+
+def _mxcsr_call(builder, name, slot):
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [ir.PointerType(ir.IntType(8))]), name)
+    builder.call(function, [builder.bitcast(slot, ir.PointerType(ir.IntType(8)))])
+
+
+@intrinsic
+def flush_subnormals(typingctx):
+    """Set this thread's FTZ and DAZ bits; returns the previous MXCSR (0 where the CPU is not x86)."""
+
+    def codegen(context, builder, signature, args):
+        word = ir.IntType(32)
+        if not _X86:
+            return ir.Constant(word, 0)
+        slot = cgutils.alloca_once(builder, word)
+        _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", slot)
+        previous = builder.load(slot)
+        builder.store(builder.or_(previous, ir.Constant(word, _FTZ_DAZ)), slot)
+        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
+        return previous
+
+    return types.uint32(), codegen
+
+
+@intrinsic
+def restore_subnormals(typingctx, previous):
+    """Restore the MXCSR that :func:`flush_subnormals` returned."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            slot = cgutils.alloca_once(builder, ir.IntType(32))
+            builder.store(args[0], slot)
+            _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
+        return context.get_dummy_value()
+
+    return types.void(types.uint32), codegen

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._simd import flush_subnormals, restore_subnormals
+
 __all__ = ["step"]
 
 # The recursion keeps the order written (FMA contraction only); the window
@@ -102,6 +104,7 @@ def step(x, sos, zi, history, window, hop, square, compression, floor, power, zf
     z = np.empty((n_sections, 2, n_filters), dtype)
     buffer = np.empty((n_filters, kept + n_time), dtype)
     consumed = energy.shape[2] * hop
+    mxcsr = flush_subnormals()
     for r in range(n_rows):
         for f in range(n_filters):
             for s in range(n_sections):
@@ -118,4 +121,5 @@ def step(x, sos, zi, history, window, hop, square, compression, floor, power, zf
                 zf[r, f, s, 1] = z[s, 1, f]
             for h in range(bands.shape[2]):
                 bands[r, f, h] = buffer[f, consumed + h]
+    restore_subnormals(mxcsr)
     return 0
