@@ -126,9 +126,9 @@ def band_energy(
 
     On the CPU this runs one kernel that filters and takes the energies in
     one pass, so the (..., n_filters, time) band signals are never stored;
-    with gradients it also saves a few filter states per block, and the
-    backward recomputes the bands block by block from them (memory of the
-    order of the input and the energies). Elsewhere, or with a learnable
+    with gradients it also saves the filters' states every few hundred
+    samples, and the backward recomputes the bands block by block from them
+    (memory of the order of the input and the energies). Elsewhere, or with a learnable
     ``window``, it is that composition.
 
     Args:
