@@ -152,7 +152,6 @@ def band_energy(
     Returns:
         ``(energy, checkpoints)``: (P, n_frames) and (ceil(time / spacing), S, K, P).
     """
-    energy = iir_cascade_frame_energy(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits)
     n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
     n_time = x.shape[-1]
     n_saved = -(-n_time // spacing) if spacing else 0
@@ -167,7 +166,9 @@ def band_energy(
                 t = j * spacing - order + h
                 if t >= 0:
                     checkpoints[j, s, h] = signal[:, t]
-    return energy, checkpoints
+    # The last section's output is the cascade's: its energies as in iir_cascade_frame_energy.
+    keep = torch.arange(n_time, device=x.device) < limits.unsqueeze(-1)
+    return frame_energy(signal * keep, window, hop, offset, n_frames, square), checkpoints
 
 
 def band_energy_backward(
