@@ -587,6 +587,38 @@ def test_sigterm_stops_filter_with_one_line_and_no_temporary_file(tmp_path):
         assert soundfile.info(str(path)).frames == 16000 * 30
 
 
+@pytest.mark.parametrize("interrupted", ["creating", "writing", "renaming"])
+def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch, interrupted):
+    # A signal raises wherever the main thread is, the moment the temporary
+    # file exists included (just after os.open returns).
+    import os
+
+    from filterbank.cli import _files
+
+    real_close = os.close
+
+    def close_then_stop(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    def write(temporary):
+        Path(temporary).write_bytes(b"partial")
+        if interrupted == "writing":
+            raise KeyboardInterrupt
+
+    def fail_to_rename(source, target):
+        raise KeyboardInterrupt
+
+    if interrupted == "creating":
+        monkeypatch.setattr(_files.os, "close", close_then_stop)
+    if interrupted == "renaming":
+        monkeypatch.setattr(_files.os, "replace", fail_to_rename)
+    with pytest.raises(KeyboardInterrupt):
+        _files.write_atomically(tmp_path / "a.npy", write)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == [], "neither the output nor a temporary file is left"
+
+
 def test_summary_reports_the_kernel_start_up_apart(capsys):
     # A first run compiles the kernels: that one-time cost is not the extraction rate.
     from filterbank.cli._files import summary

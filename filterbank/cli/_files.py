@@ -60,18 +60,22 @@ def write_atomically(path: Path, write) -> None:
     Raises OSError when ``path`` cannot be written (see :func:`write_or_fail`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
-        try:
-            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:  # a name another writer holds: draw again
-            continue
+    # The clean-up covers the file's creation too: a signal may raise the
+    # moment os.open returns. The name holds this process's id and a fresh
+    # random token, so a file of that name is this call's own.
+    temporary = None
     try:
+        while True:
+            temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
+            try:
+                os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                break
+            except FileExistsError:  # a name another writer holds: draw again
+                temporary = None
         write(str(temporary))
         os.replace(temporary, path)
     except BaseException:
-        if temporary.exists():
+        if temporary is not None and temporary.exists():
             temporary.unlink()
         raise
 
