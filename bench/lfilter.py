@@ -102,6 +102,14 @@ def first_call_seconds(cold: bool) -> dict:
     return {"import_s": import_s, "first_forward_s": forward_s, "first_backward_s": backward_s}
 
 
+def dynamo_import_seconds() -> float:
+    """``import torch._dynamo`` in a fresh process after ``import torch``: torch does it on the first call of any
+    ``torch.library`` custom op, so it is part of the first forward whatever the kernels cost."""
+    code = "import torch, time; t0 = time.perf_counter(); import torch._dynamo; print(time.perf_counter() - t0)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
@@ -241,7 +249,8 @@ def main(argv=None) -> dict:
     first_call = None
     if not args.skip_first_call:
         print("  timing first calls in fresh processes (cold cache compiles)...", file=sys.stderr)
-        first_call = {"warm_cache": first_call_seconds(cold=False), "cold_cache": first_call_seconds(cold=True)}
+        first_call = {"warm_cache": first_call_seconds(cold=False), "cold_cache": first_call_seconds(cold=True),
+                      "torch_dynamo_import_s": dynamo_import_seconds()}
 
     record = environment(device)
     record.update({
@@ -283,9 +292,13 @@ def print_table(record: dict) -> None:
         if ratio is not None:
             print(f"peak memory of {name}: {ratio:.2f} x the output's size")
     if record["first_call"]:
-        for cache, t in record["first_call"].items():
+        for cache in ("warm_cache", "cold_cache"):
+            t = record["first_call"][cache]
             print(f"first call in a fresh process, {cache.replace('_', ' ')}: import {t['import_s']:.2f} s, "
                   f"forward {t['first_forward_s']:.2f} s, backward {t['first_backward_s']:.2f} s")
+        if "torch_dynamo_import_s" in record["first_call"]:
+            print(f"(each first forward includes torch importing torch._dynamo, "
+                  f"{record['first_call']['torch_dynamo_import_s']:.2f} s here, as the first call of any custom op does)")
 
 
 if __name__ == "__main__":

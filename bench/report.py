@@ -64,9 +64,14 @@ def lfilter_table(record: dict) -> str:
         if ratio is not None:
             lines.append(f"Peak memory of {name}: {ratio:.2f} × the output's size.")
     if record.get("first_call"):
-        for cache, t in record["first_call"].items():
+        for cache in ("warm_cache", "cold_cache"):
+            t = record["first_call"][cache]
             lines.append(f"First call in a fresh process, {cache.replace('_', ' ')}: import {t['import_s']:.1f} s, "
                          f"forward {t['first_forward_s']:.1f} s, backward {t['first_backward_s']:.1f} s.")
+        if "torch_dynamo_import_s" in record["first_call"]:
+            lines.append(f"Each first forward includes torch importing `torch._dynamo` "
+                         f"({record['first_call']['torch_dynamo_import_s']:.1f} s), as the first call of any "
+                         "custom op does.")
     return "\n".join(lines) + "\n"
 
 
