@@ -28,6 +28,7 @@ import csv
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile
@@ -106,11 +107,11 @@ class Classifier(nn.Module):
         return self.head(self.net(features).mean(-1))
 
 
-def make_front_end(kind: str) -> nn.Module:
+def make_front_end(kind: str, q: Optional[float] = None) -> nn.Module:
     if kind == "stft-mel":
         return StftMel(N_BANDS, SAMPLE_RATE, HOP)
     learn = ("frequency", "q") if kind == "learned" else ()
-    bank = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel", learn=learn)
+    bank = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel", q=q, learn=learn)
     return FrontEnd(sample_rate=SAMPLE_RATE, hop_length=HOP, filterbank=bank, compression="log")
 
 
@@ -132,7 +133,8 @@ def semitones_moved(initial: BiquadFilterbank, learned: BiquadFilterbank) -> Ten
         return (12 * torch.log2(learned.centre_hz / initial.centre_hz)).abs()
 
 
-def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validation: bool = False):
+def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validation: bool = False,
+          filter_lr: float = 1e-2, q: Optional[float] = None):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     waveforms, labels, splits, voices = data
@@ -143,13 +145,13 @@ def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validat
     else:
         train_index = np.flatnonzero(splits == "train")
         test_index = np.flatnonzero(splits == "test")
-    front_end = make_front_end(kind)
+    front_end = make_front_end(kind, q)
     model = nn.Sequential(front_end, Classifier(N_BANDS))
     filter_parameters = [p for n, p in model.named_parameters() if n.startswith("0.")]
     other_parameters = [p for n, p in model.named_parameters() if not n.startswith("0.")]
     groups = [{"params": other_parameters, "lr": 3e-3}]
     if filter_parameters:
-        groups.append({"params": filter_parameters, "lr": 1e-2})
+        groups.append({"params": filter_parameters, "lr": filter_lr})
     optimiser = torch.optim.Adam(groups)
     seconds = []
     for _ in range(epochs):
@@ -204,6 +206,10 @@ def main(argv=None) -> int:
                         help=f"train without the voices {', '.join(VALIDATION_VOICES)} and report accuracy on them")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "digits")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
+    parser.add_argument("--filter-lr", type=float, default=1e-2, help="Adam's learning rate for the filters' "
+                        "parameters (the classifier's is 3e-3; default 1e-2)")
+    parser.add_argument("--q", type=float, default=None, help="the bands' initial Q (default: the bank's, from "
+                        "the spacing of the centre frequencies)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = load_digits(args.data)
@@ -217,12 +223,13 @@ def main(argv=None) -> int:
           f"{scored} clips (unseen voices); {args.epochs} epochs x {args.seeds} seeds per front-end")
     results = {}
     learned_bank = None
-    initial = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel")
+    initial = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel", q=args.q)
     moved = []
     for kind in ("learned", "fixed", "stft-mel"):
         accuracies, seconds = [], []
         for seed in range(args.seeds):
-            accuracy, epoch_seconds, front_end = train(kind, data, args.epochs, seed, validation=args.validation)
+            accuracy, epoch_seconds, front_end = train(kind, data, args.epochs, seed, validation=args.validation,
+                                                       filter_lr=args.filter_lr, q=args.q)
             accuracies.append(accuracy)
             seconds.append(epoch_seconds)
             if kind == "learned":
