@@ -21,9 +21,6 @@ The design document (docs/design.md, "CPU kernels") describes the layout:
 
 Loops count upwards: a numba ``range`` with a negative step hides the
 direction from LLVM, whose alias checks then fail and leave loops scalar.
-Buffers are copied with explicit loops, not slice assignments, which numba
-takes seconds to compile; helpers get ``np.intp(0)`` rather than a literal
-``0``, which would compile a second specialisation of them.
 numba's cache keys each kernel on its own file only: after changing this
 file, clear the cached kernels (the ``*.nbi``/``*.nbc`` files in
 ``__pycache__`` or ``NUMBA_CACHE_DIR``) of the files that use it.
