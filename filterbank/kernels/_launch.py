@@ -6,15 +6,15 @@ the GIL. :func:`launch` cuts the items into one contiguous range per thread,
 balanced by each item's weight (its lanes), and runs the ranges on a small
 thread pool, the calling thread taking the first. numba's ``parallel=True``
 would split the loop the same way, but a parfor costs several times the
-kernel itself to compile (the cascade backward, measured on a 2-core
-machine: 26 s against 10 s serial), and the first call's compile is what a
+kernel itself to compile (the cascade backward: about 26 s cold against 9 s
+serial on the 2-core CI machine), and the first call's compile is what a
 fresh process, container or CI job waits for.
 
 The first call of a kernel with a new signature compiles it with LLVM at
 ``-O1`` and without the loop and SLP auto-vectorisers: the kernels are
 written in explicit vector intrinsics (``_simd.py``), so those passes have
-nothing to vectorise: the kernels measured no slower for it, and the
-cascade backward compiles about 15% faster. ``NUMBA_OPT``, when set, is honoured
+nothing to vectorise, and the kernels measured no slower for it while
+compiling about a fifth faster. ``NUMBA_OPT``, when set, is honoured
 instead. The options are set under numba's compiler lock, so no other
 compilation sees them, and restored after.
 """
