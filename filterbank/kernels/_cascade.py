@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
 from ._simd import (
     flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
 )
 from ._tiles import (
-    DISTINCT, JIT, SHARED, block_to_rows, input_value, load_input, rows_to_block, run_sections,
+    DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, rows_to_block, run_sections,
     shift_history,
 )
 
@@ -140,21 +141,18 @@ def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
 # Forward.
 
 
-@numba.njit(**JIT)
-def forward(tile_lo, tile_hi, x, lane_channel, lane_row, tile_kind, tile_first, bn_tiles, an_tiles, z_tiles, y, zf,
-            width, block):
-    """Tiles ``[tile_lo, tile_hi)``; ``bn_tiles``, ``an_tiles``, ``z_tiles``: ``_tiles.tile_coefficients``."""
-    n_time = y.shape[1]
-    n_sections = bn_tiles.shape[1]
-    order = bn_tiles.shape[2] - 1
+@numba.njit(parallel=True, **JIT)
+def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block):
+    n_channels, n_time = y.shape
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
-    for tile in range(tile_lo, tile_hi):
+    for tile in prange(tile_kind.shape[0]):
         mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
-        # Local copies: the kernel ran 10% slower reading the shared arrays.
-        bn, an, z = bn_tiles[tile].copy(), an_tiles[tile].copy(), z_tiles[tile].copy()
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
         signals = np.zeros((n_sections + 1, order + block, width), y.dtype)
         shared = np.zeros(order + block, y.dtype)
         for j in range(n_blocks):
@@ -257,42 +255,38 @@ def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, gr
 # Backward.
 
 
-@numba.njit(**JIT)
+@numba.njit(parallel=True, **JIT)
 def backward(
-    tile_lo, tile_hi, grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
-    a, bn_tiles, an_tiles, z_tiles, grad_x_part, grad_b, grad_a, grad_zi, width, block,
-    checkpoints, spacing, grad_energy, kernels, d_first, square, limits, want_grad_x,
+    grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
+    b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block,
+    checkpoints, spacing, from_energy, grad_energy, kernels, d_first, square, limits, want_grad_x,
 ):
     """The cascade's backward.
 
-    Tiles ``[tile_lo, tile_hi)`` (``_launch.launch`` gives each thread a
-    range). The output's gradient is ``grad_y`` (P, T), or, when
-    ``grad_energy`` is not None, that of frame energies of the output
-    (``grad_energy`` (P, n_frames), the ``_frames`` block ``kernels``,
-    samples past ``limits`` counting as zero), formed block by block from
-    the recomputed output; None compiles a variant without that code, as
-    does ``grad_zf`` None (no gradient on the final state). ``checkpoints``
+    The output's gradient is ``grad_y`` (P, T), or, when ``from_energy``, that
+    of frame energies of the output (``grad_energy`` (P, n_frames), the
+    ``_frames`` block ``kernels``, samples past ``limits`` counting as zero),
+    formed block by block from the recomputed output. ``checkpoints``
     (ceil(T / spacing), S, order, P), when it has any, holds each section's
     output history every ``spacing`` samples (a multiple of ``block``, saved
     by the forward), so that the forward is re-run over one segment between
     checkpoints at a time rather than over the whole signal first. Without
     ``want_grad_x``, ``grad_x_part`` is not written.
     """
-    n_time = x.shape[1]
-    n_sections = bn_tiles.shape[1]
-    order = bn_tiles.shape[2] - 1
+    n_channels, n_time = b.shape[0], x.shape[1]
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
     saved = checkpoints.shape[0] > 0
     dtype = x.dtype
     group = group_width(x.itemsize)
-    for tile in range(tile_lo, tile_hi):
+    for tile in prange(tile_kind.shape[0]):
         mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         kind = tile_kind[tile]
         shared_input = kind == SHARED
-        # Local copies: the kernel ran 10% slower reading the shared arrays.
-        bn, an, z = bn_tiles[tile].copy(), an_tiles[tile].copy(), z_tiles[tile].copy()
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
         signals = np.zeros((n_sections + 1, order + block, width), dtype)
         shared = np.zeros(order + block, dtype)
 
@@ -305,7 +299,7 @@ def backward(
         hist_shared = np.zeros((max(per_segment, 1), max(order, 1)), dtype)
         limit = np.zeros(width, np.int64)
         all_valid = n_time  # samples before which every lane of the tile is real
-        if grad_energy is not None:
+        if from_energy:
             for c in range(n):
                 limit[c] = limits[lane_channel[first + c]]
                 all_valid = min(all_valid, limit[c])
@@ -332,8 +326,7 @@ def backward(
                     t = j_first * block - order + h
                     shared[h] = x[lane_row[first], t] if t >= 0 and n else 0.0
                     for s in range(n_sections + 1):
-                        for c in range(width):
-                            signals[s, h, c] = 0.0
+                        signals[s, h, :] = 0.0
                     if t < 0:
                         continue
                     for c in range(n):
@@ -344,8 +337,7 @@ def backward(
                     for h in range(order):
                         hist_shared[i, h] = shared[h]
                         for s in range(n_sections + 1):
-                            for c in range(width):
-                                hist[i, s, h, c] = signals[s, h, c]
+                            hist[i, s, h, :] = signals[s, h, :]
                     if i < j - j_first:
                         t0 = (j_first + i) * block
                         length = min(block, n_time - t0)
@@ -357,15 +349,14 @@ def backward(
             for h in range(order):
                 shared[h] = hist_shared[j % per_segment, h]
                 for s in range(n_sections + 1):
-                    for c in range(width):
-                        signals[s, h, c] = hist[j % per_segment, s, h, c]
+                    signals[s, h, :] = hist[j % per_segment, s, h, :]
             load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            if grad_energy is not None:
+            if from_energy:
                 energy_block_adjoint(signals[n_sections], order, t0, length, n, kernels, d_first, square, grad_energy,
                                      lane_channel, first, limit, all_valid, weights, g)
             else:
-                rows_to_block(grad_y, lane_channel, first, n, t0, length, g, np.intp(0))
+                rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
 
             near_end = t0 + length > n_time - order
             for ss in range(n_sections):
@@ -375,9 +366,8 @@ def backward(
                 want_input = s > 0 or want_grad_x
                 sum_lanes = s == 0 and shared_input
                 # A gradient on zf, zf[i] = sum_{k>i} b_k in[T+i-k] - a_k out[T+i-k],
-                # reaches the samples T+i-k of this block (None: no such gradient,
-                # a variant without this code).
-                if grad_zf is not None and near_end:
+                # reaches the samples T+i-k of this block.
+                if near_end:
                     for c in range(n):
                         p = lane_channel[first + c]
                         for i in range(order):
@@ -401,7 +391,7 @@ def backward(
                 if sum_lanes and want_input:
                     for t in range(length):
                         x_adjoint[t] = vsum(vload(lane_sum[t], 0))
-                if grad_zf is not None and near_end and want_input:
+                if near_end and want_input:
                     for c in range(n):
                         p = lane_channel[first + c]
                         for i in range(order):
@@ -417,8 +407,7 @@ def backward(
                 # The adjoint of the next ``order`` samples, for the block before.
                 if j > 0:
                     for h in range(order):
-                        for c in range(width):
-                            us[block + h, c] = us[h, c]
+                        us[block + h, :] = us[h, :]
 
             # The adjoint of each lane's input: lanes of one run (same input
             # row, same tile) are summed into that run's partial row.
@@ -429,7 +418,7 @@ def backward(
                 for t in range(length):
                     dst[t0 + t] = x_adjoint[t]
             elif kind == DISTINCT:
-                block_to_rows(g, np.intp(0), grad_x_part, lane_part, first, n, t0, length)
+                block_to_rows(g, 0, grad_x_part, lane_part, first, n, t0, length)
             else:
                 for c in range(n):
                     lane = first + c
@@ -442,13 +431,12 @@ def backward(
                             dst[t0 + t] += g[t, c]
 
         # zf[i] also holds zi[T + i] when the signal is shorter than the state.
-        if grad_zf is not None:
-            for c in range(n):
-                p = lane_channel[first + c]
-                for s in range(n_sections):
-                    for i in range(order):
-                        if n_time + i < order:
-                            gz[s, n_time + i, c] += grad_zf[p, s, i]
+        for c in range(n):
+            p = lane_channel[first + c]
+            for s in range(n_sections):
+                for i in range(order):
+                    if n_time + i < order:
+                        gz[s, n_time + i, c] += grad_zf[p, s, i]
         # Gradients of the raw coefficients from those of b / a0 and a / a0.
         for c in range(n):
             p = lane_channel[first + c]

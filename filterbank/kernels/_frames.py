@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
 __all__ = ["fits", "block_kernels", "forward", "backward"]
 
@@ -55,21 +56,20 @@ def block_kernels(window: np.ndarray, hop: int, offset: int) -> tuple[np.ndarray
     return kernels, d_first
 
 
-@numba.njit(**JIT)
-def forward(channel_lo, channel_hi, y, kernels, d_first, square, out):
+@numba.njit(parallel=True, **JIT)
+def forward(y, kernels, d_first, square, out):
     # kernels: (3, hop), zero rows past the window's D kernels (D <= 3: a
     # window up to about 2 hop long), so three accumulators cover every case
     # in one pass over each block.
-    n_time = y.shape[1]
+    n_channels, n_time = y.shape
     n_frames = out.shape[1]
     hop = kernels.shape[1]
     k0, k1, k2 = kernels[0], kernels[1], kernels[2]
     n_blocks = (n_time + hop - 1) // hop
-    for p in range(channel_lo, channel_hi):
+    for p in prange(n_channels):
         row = y[p]
         frames = out[p]
-        for f in range(n_frames):
-            frames[f] = 0
+        frames[:] = 0
         for b in range(n_blocks):
             start = b * hop
             width = min(hop, n_time - start)
@@ -92,14 +92,14 @@ def forward(channel_lo, channel_hi, y, kernels, d_first, square, out):
                     frames[f] += total
 
 
-@numba.njit(**JIT)
-def backward(channel_lo, channel_hi, grad, y, kernels, d_first, square, grad_y):
-    n_time = y.shape[1]
+@numba.njit(parallel=True, **JIT)
+def backward(grad, y, kernels, d_first, square, grad_y):
+    n_channels, n_time = y.shape
     n_frames = grad.shape[1]
     hop = kernels.shape[1]
     k0, k1, k2 = kernels[0], kernels[1], kernels[2]
     n_blocks = (n_time + hop - 1) // hop
-    for p in range(channel_lo, channel_hi):
+    for p in prange(n_channels):
         values = y[p]
         row = grad_y[p]
         for b in range(n_blocks):

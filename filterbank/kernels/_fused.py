@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
 from ._simd import flush_subnormals, group_width, restore_subnormals, vabs, vfma, vload, vmul, vsplat, vstore
-from ._tiles import JIT, SHARED, load_input, run_sections, shift_history
+from ._tiles import JIT, SHARED, load_coefficients, load_input, run_sections, shift_history
 
 __all__ = ["forward"]
 
@@ -33,8 +34,7 @@ def flush(sums, energy, lane_channel, first, n, frame, n_frames):
         if 0 <= f < n_frames:
             for c in range(n):
                 energy[lane_channel[first + c], f] += sums[k, c]
-        for c in range(sums.shape[1]):
-            sums[k, c] = 0
+        sums[k, :] = 0
 
 
 @numba.njit(**JIT)
@@ -76,25 +76,24 @@ def accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, li
             sums[2, c] += w2 * e
 
 
-@numba.njit(**JIT)
-def forward(tile_lo, tile_hi, x, lane_channel, lane_row, tile_kind, tile_first, bn_tiles, an_tiles, z_tiles, kernels,
-            d_first, square, limits, energy, checkpoints, spacing, width, block):
-    """Tiles ``[tile_lo, tile_hi)``; ``bn_tiles``, ``an_tiles``, ``z_tiles``: ``_tiles.tile_coefficients``."""
+@numba.njit(parallel=True, **JIT)
+def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels, d_first, square, limits, energy,
+            checkpoints, spacing, width, block):
+    n_channels = energy.shape[0]
     n_frames = energy.shape[1]
     n_time = x.shape[1]
-    n_sections = bn_tiles.shape[1]
-    order = bn_tiles.shape[2] - 1
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
     hop = kernels.shape[1]
     n_blocks = (n_time + block - 1) // block
     save = checkpoints.shape[0] > 0
     per_checkpoint = max(1, spacing // block)
-    for tile in range(tile_lo, tile_hi):
+    for tile in prange(tile_kind.shape[0]):
         mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
         shared_input = tile_kind[tile] == SHARED
-        # Local copies: the kernel ran 10% slower reading the shared arrays.
-        bn, an, z = bn_tiles[tile].copy(), an_tiles[tile].copy(), z_tiles[tile].copy()
+        bn, an, z = load_coefficients(b, a, zi, lane_channel, first, n, width)
         signals = np.zeros((n_sections + 1, order + block, width), x.dtype)
         shared = np.zeros(order + block, x.dtype)
         limit = np.zeros(width, np.int64)

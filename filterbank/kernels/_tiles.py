@@ -35,7 +35,7 @@ from ._simd import block_from_rows, group_width, rows_from_block, vadd, vector_w
 
 __all__ = [
     "JIT", "LANE_WIDTH", "BLOCK", "MIXED", "SHARED", "DISTINCT", "rows_to_block", "block_to_rows",
-    "tile_coefficients", "section", "run_sections", "shift_history", "load_input", "input_value", "plan",
+    "load_coefficients", "section", "run_sections", "shift_history", "load_input", "input_value", "plan",
     "tile_width", "block_length",
 ]
 
@@ -99,29 +99,26 @@ def block_to_rows(buffer, r0, dst, row_ids, first, n, t0, length):
             row[t0 + t] = buffer[r0 + t, c]
 
 
-def tile_coefficients(b: np.ndarray, a: np.ndarray, zi: np.ndarray, lane_channel: np.ndarray,
-                      tile_first: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each tile's coefficients normalised by ``a0``, and initial state, lanes last.
-
-    ``b``, ``a``: (P, S, order + 1); ``zi``: (P, S, order). Returns ``bn``,
-    ``an`` (n_tiles, S, order + 1, width) and ``z`` (n_tiles, S, max(order,
-    1), width). Lanes past a tile's channels are zero, so the padding lanes
-    of its last group compute zeros. (numpy, not numba: one compiled kernel
-    function less, and the same IEEE divisions.)
-    """
-    n_sections, order = b.shape[1], b.shape[2] - 1
-    lanes = np.diff(tile_first)
-    offsets = np.arange(width)
-    real = offsets < lanes[:, None]                                            # (n_tiles, width)
-    channel = lane_channel[np.where(real, tile_first[:-1, None] + offsets, 0)]
-    scale = real[:, None, None, :]
-
-    def by_tile(values: np.ndarray) -> np.ndarray:        # (P, S, k) -> (n_tiles, S, k, width)
-        return np.ascontiguousarray(np.where(scale, values[channel].transpose(0, 2, 3, 1), 0).astype(b.dtype))
-
-    a0 = a[..., :1]
-    z = by_tile(zi) if order else np.zeros((lanes.shape[0], n_sections, 1, width), b.dtype)
-    return by_tile(b / a0), by_tile(a / a0), z
+@numba.njit(**JIT)
+def load_coefficients(b, a, zi, lane_channel, first, n, width):
+    n_sections = b.shape[1]
+    order = b.shape[2] - 1
+    dtype = b.dtype
+    # Normalised by a0, lanes last. Lanes past n keep zero coefficients, so
+    # the padding lanes of the last group compute zeros.
+    bn = np.zeros((n_sections, order + 1, width), dtype)
+    an = np.zeros((n_sections, order + 1, width), dtype)
+    z = np.zeros((n_sections, max(order, 1), width), dtype)
+    for c in range(n):
+        p = lane_channel[first + c]
+        for s in range(n_sections):
+            a0 = a[p, s, 0]
+            for k in range(order + 1):
+                bn[s, k, c] = b[p, s, k] / a0
+                an[s, k, c] = a[p, s, k] / a0
+            for k in range(order):
+                z[s, k, c] = zi[p, s, k]
+    return bn, an, z
 
 
 # --------------------------------------------------------------------------
@@ -193,8 +190,7 @@ def shift_history(signals, shared, length, order):
     for h in range(order):
         shared[h] = shared[length + h]
         for s in range(signals.shape[0]):
-            for c in range(signals.shape[2]):
-                signals[s, h, c] = signals[s, length + h, c]
+            signals[s, h, :] = signals[s, length + h, :]
 
 
 @numba.njit(inline="always", **JIT)

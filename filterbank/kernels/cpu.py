@@ -21,9 +21,8 @@ from torch import Tensor
 
 from . import _cascade, _frames, _fused, _stream
 from ._dtypes import compute, compute_dtype
-from ._launch import launch
 from ._memory import empty
-from ._tiles import block_length, plan, tile_coefficients, tile_width
+from ._tiles import block_length, plan, tile_width
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
            "band_energy", "band_energy_backward", "stream_band_energy", "fits_window", "checkpoint_block", "supports"]
@@ -47,9 +46,8 @@ def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) ->
     if n_channels:
         width = tile_width(n_channels, y.element_size())
         lane_channel, lane_row, _, _, _, tile_kind, tile_first = plan(x_index.numpy(), width)
-        coefficients = tile_coefficients(bc.numpy(), ac.numpy(), zc.numpy(), lane_channel, tile_first, width)
-        launch(_cascade.forward, np.diff(tile_first), xc.numpy(), lane_channel, lane_row, tile_kind, tile_first,
-               *coefficients, y.numpy(), zf.numpy(), width, block_length(order))
+        _cascade.forward(xc.numpy(), lane_channel, lane_row, tile_kind, tile_first, bc.numpy(), ac.numpy(),
+                         zc.numpy(), y.numpy(), zf.numpy(), width, block_length(order))
     return y.to(x.dtype), zf.to(x.dtype)
 
 
@@ -74,12 +72,10 @@ def iir_cascade_backward(
     # row has exactly one run, in order, the partial rows are grad_x itself.
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
     grad_x_part = empty((part_row.shape[0], n_time), dtype)
-    # No gradient on zf (the usual case) takes the kernel's variant without that code.
-    launch(_cascade.backward, np.diff(tile_first), gy.numpy(), gzf.numpy() if bool(gzf.any()) else None, xc.numpy(),
-           lane_channel, lane_row, lane_part, run_start, tile_kind, tile_first, ac.numpy(),
-           *tile_coefficients(bc.numpy(), ac.numpy(), zc.numpy(), lane_channel, tile_first, width),
-           grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block_length(order),
-           *_no_energy(n_channels, n_sections, order, dtype))
+    _cascade.backward(gy.numpy(), gzf.numpy(), xc.numpy(), lane_channel, lane_row, lane_part, run_start, tile_kind,
+                      tile_first, bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(),
+                      grad_a.numpy(), grad_zi.numpy(), width, block_length(order),
+                      *_no_energy(n_channels, n_sections, order, dtype))
     if direct:
         grad_x = grad_x_part
     else:
@@ -94,7 +90,7 @@ def frame_energy(y: Tensor, window: Tensor, hop: int, offset: int, n_frames: int
     out = torch.zeros((y.shape[0], n_frames), dtype=yc.dtype)
     if y.shape[0] and y.shape[1]:
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
-        launch(_frames.forward, np.ones(y.shape[0]), yc.numpy(), kernels, d_first, square, out.numpy())
+        _frames.forward(yc.numpy(), kernels, d_first, square, out.numpy())
     return out.to(y.dtype)
 
 
@@ -104,17 +100,15 @@ def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, off
     grad_y = empty(tuple(y.shape), yc.dtype)
     if y.shape[0] and y.shape[1]:
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
-        launch(_frames.backward, np.ones(y.shape[0]), gc.numpy(), yc.numpy(), kernels, d_first, square,
-               grad_y.numpy())
+        _frames.backward(gc.numpy(), yc.numpy(), kernels, d_first, square, grad_y.numpy())
     return grad_y.to(y.dtype)
 
 
 def _no_energy(n_channels: int, n_sections: int, order: int, dtype: torch.dtype) -> tuple:
-    """The arguments of ``_cascade.backward`` after ``block`` for a gradient given on the output itself
-    (``grad_energy`` None: the variant without the energy code)."""
+    """The arguments of ``_cascade.backward`` after ``block`` for a gradient given on the output itself."""
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), None,
-            np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
+    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), False,
+            np.zeros((0, 0), np_dtype), np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
 
 
 def iir_cascade_frame_energy(
@@ -147,10 +141,9 @@ def band_energy(
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
         width = tile_width(n_channels, energy.element_size())
         lane_channel, lane_row, _, _, _, tile_kind, tile_first = plan(x_index.numpy(), width)
-        launch(_fused.forward, np.diff(tile_first), xc.numpy(), lane_channel, lane_row, tile_kind, tile_first,
-               *tile_coefficients(bc.numpy(), ac.numpy(), zc.numpy(), lane_channel, tile_first, width),
-               kernels, d_first, square,
-               limits.to(torch.int64).contiguous().numpy(), energy.numpy(), checkpoints.numpy(), spacing, width, block)
+        _fused.forward(xc.numpy(), lane_channel, lane_row, tile_kind, tile_first, bc.numpy(), ac.numpy(), zc.numpy(),
+                       kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(), energy.numpy(),
+                       checkpoints.numpy(), spacing, width, block)
     return energy.to(x.dtype), checkpoints.to(x.dtype)
 
 
@@ -176,11 +169,11 @@ def band_energy_backward(
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
     grad_x_part = empty((part_row.shape[0] if want_grad_x else 0, n_time), dtype)
     np_dtype = xc.numpy().dtype
-    launch(_cascade.backward, np.diff(tile_first), np.zeros((0, 0), np_dtype), None, xc.numpy(), lane_channel,
-           lane_row, lane_part, run_start, tile_kind, tile_first, ac.numpy(),
-           *tile_coefficients(bc.numpy(), ac.numpy(), zc.numpy(), lane_channel, tile_first, width),
-           grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block, cc.numpy(), spacing,
-           gc.numpy(), kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(), want_grad_x)
+    _cascade.backward(np.zeros((0, 0), np_dtype), np.zeros((n_channels, n_sections, order), np_dtype), xc.numpy(),
+                      lane_channel, lane_row, lane_part, run_start, tile_kind, tile_first, bc.numpy(), ac.numpy(),
+                      zc.numpy(), grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block,
+                      cc.numpy(), spacing, True, gc.numpy(), kernels, d_first, square,
+                      limits.to(torch.int64).contiguous().numpy(), want_grad_x)
     if not want_grad_x:
         grad_x = torch.zeros_like(x)
     elif direct:
