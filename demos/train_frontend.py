@@ -123,6 +123,8 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return shifted * gains
 
 
+# Adam's learning rate for the filters' parameters (chosen on the validation voices).
+FILTER_LR = 1e-2
 # Training voices held out by --validation (one female, one male).
 VALIDATION_VOICES = ("en+m3", "en-gb-x-rp+f4")
 
@@ -134,7 +136,7 @@ def semitones_moved(initial: BiquadFilterbank, learned: BiquadFilterbank) -> Ten
 
 
 def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validation: bool = False,
-          filter_lr: float = 1e-2, q: Optional[float] = None):
+          filter_lr: Optional[float] = None, q: Optional[float] = None):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     waveforms, labels, splits, voices = data
@@ -151,7 +153,7 @@ def train(kind: str, data, epochs: int, seed: int, batch_size: int = 32, validat
     other_parameters = [p for n, p in model.named_parameters() if not n.startswith("0.")]
     groups = [{"params": other_parameters, "lr": 3e-3}]
     if filter_parameters:
-        groups.append({"params": filter_parameters, "lr": filter_lr})
+        groups.append({"params": filter_parameters, "lr": FILTER_LR if filter_lr is None else filter_lr})
     optimiser = torch.optim.Adam(groups)
     seconds = []
     for _ in range(epochs):
@@ -206,8 +208,8 @@ def main(argv=None) -> int:
                         help=f"train without the voices {', '.join(VALIDATION_VOICES)} and report accuracy on them")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "digits")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
-    parser.add_argument("--filter-lr", type=float, default=1e-2, help="Adam's learning rate for the filters' "
-                        "parameters (the classifier's is 3e-3; default 1e-2)")
+    parser.add_argument("--filter-lr", type=float, default=FILTER_LR, help="Adam's learning rate for the filters' "
+                        f"parameters (the classifier's is 3e-3; default {FILTER_LR:g})")
     parser.add_argument("--q", type=float, default=None, help="the bands' initial Q (default: the bank's, from "
                         "the spacing of the centre frequencies)")
     args = parser.parse_args(argv)
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
           f"{scored} clips (unseen voices); {args.epochs} epochs x {args.seeds} seeds per front-end")
     results = {}
     learned_bank = None
-    initial = BiquadFilterbank(N_BANDS, SAMPLE_RATE, kind="bandpass", scale="mel", q=args.q)
+    initial = make_front_end("fixed", args.q).filterbank
     moved = []
     for kind in ("learned", "fixed", "stft-mel"):
         accuracies, seconds = [], []
