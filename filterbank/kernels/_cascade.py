@@ -53,42 +53,42 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, lengt
     for cg in range(0, n, group):
         first_group = cg == 0
         if order == 2:
-            b0, b1, b2 = vload(bs[0], cg), vload(bs[1], cg), vload(bs[2], cg)
-            a1, a2 = vload(as_[1], cg), vload(as_[2], cg)
-            u1, u2 = vload(us[length], cg), vload(us[length + 1], cg)
+            b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
+            a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
+            u1, u2 = vload(us, length, cg), vload(us, length + 1, cg)
             for i in range(length):
                 t = length - 1 - i
-                u = vfnma(a1, u1, vfnma(a2, u2, vload(g[t], cg)))
-                vstore(us[t], cg, u)
+                u = vfnma(a1, u1, vfnma(a2, u2, vload(g, t, cg)))
+                vstore(us, t, cg, u)
                 if not want_input:
                     u2, u1 = u1, u
                     continue
                 w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
                 if not sum_lanes:
-                    vstore(g_in[t], cg, w)
+                    vstore(g_in, t, cg, w)
                 elif first_group:
-                    vstore(lane_sum[t], 0, w)
+                    vstore(lane_sum, t, 0, w)
                 else:
-                    vstore(lane_sum[t], 0, vadd(vload(lane_sum[t], 0), w))
+                    vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
                 u2, u1 = u1, u
             continue
         for i in range(length):
             t = length - 1 - i
-            u = vload(g[t], cg)
+            u = vload(g, t, cg)
             for k in range(1, order + 1):
-                u = vfnma(vload(as_[k], cg), vload(us[t + k], cg), u)
-            vstore(us[t], cg, u)
+                u = vfnma(vload(as_, k, cg), vload(us, t + k, cg), u)
+            vstore(us, t, cg, u)
             if not want_input:
                 continue
-            w = vmul(vload(bs[0], cg), u)
+            w = vmul(vload(bs, 0, cg), u)
             for k in range(1, order + 1):
-                w = vfma(vload(bs[k], cg), vload(us[t + k], cg), w)
+                w = vfma(vload(bs, k, cg), vload(us, t + k, cg), w)
             if not sum_lanes:
-                vstore(g_in[t], cg, w)
+                vstore(g_in, t, cg, w)
             elif first_group:
-                vstore(lane_sum[t], 0, w)
+                vstore(lane_sum, t, 0, w)
             else:
-                vstore(lane_sum[t], 0, vadd(vload(lane_sum[t], 0), w))
+                vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
 
 
 @numba.njit(**JIT)
@@ -102,39 +102,39 @@ def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
             c0, c1, c2, d1, d2 = zero, zero, zero, zero, zero
             for t in range(length):
                 r = 2 + t
-                u = vload(us[t], cg)
+                u = vload(us, t, cg)
                 if shared_input:
                     c0 = vfma(u, vsplat(us, xs[r]), c0)
                     c1 = vfma(u, vsplat(us, xs[r - 1]), c1)
                     c2 = vfma(u, vsplat(us, xs[r - 2]), c2)
                 else:
-                    c0 = vfma(u, vload(inp[r], cg), c0)
-                    c1 = vfma(u, vload(inp[r - 1], cg), c1)
-                    c2 = vfma(u, vload(inp[r - 2], cg), c2)
-                d1 = vfma(u, vload(out[r - 1], cg), d1)
-                d2 = vfma(u, vload(out[r - 2], cg), d2)
-            vstore(sums[0], cg, c0)
-            vstore(sums[1], cg, c1)
-            vstore(sums[2], cg, c2)
-            vstore(sums[3], cg, d1)
-            vstore(sums[4], cg, d2)
+                    c0 = vfma(u, vload(inp, r, cg), c0)
+                    c1 = vfma(u, vload(inp, r - 1, cg), c1)
+                    c2 = vfma(u, vload(inp, r - 2, cg), c2)
+                d1 = vfma(u, vload(out, r - 1, cg), d1)
+                d2 = vfma(u, vload(out, r - 2, cg), d2)
+            vstore(sums, 0, cg, c0)
+            vstore(sums, 1, cg, c1)
+            vstore(sums, 2, cg, c2)
+            vstore(sums, 3, cg, d1)
+            vstore(sums, 4, cg, d2)
             continue
         for k in range(order + 1):
             acc = zero
             for t in range(length):
                 r = order + t
-                u = vload(us[t], cg)
+                u = vload(us, t, cg)
                 if shared_input:
                     acc = vfma(u, vsplat(us, xs[r - k]), acc)
                 else:
-                    acc = vfma(u, vload(inp[r - k], cg), acc)
-            vstore(sums[k], cg, acc)
+                    acc = vfma(u, vload(inp, r - k, cg), acc)
+            vstore(sums, k, cg, acc)
             if k == 0:
                 continue
             acc = zero
             for t in range(length):
-                acc = vfma(vload(us[t], cg), vload(out[order + t - k], cg), acc)
-            vstore(sums[order + k], cg, acc)
+                acc = vfma(vload(us, t, cg), vload(out, order + t - k, cg), acc)
+            vstore(sums, order + k, cg, acc)
 
 
 # --------------------------------------------------------------------------
@@ -201,19 +201,19 @@ def energy_adjoint(out, row, length, n, kernels, phase, weights, g, g_row):
     group = group_width(out.itemsize)
     two = kernels.shape[0] == 2  # the window touches two hop blocks (every window of up to a hop + 1)
     for cg in range(0, n, group):
-        w0, w1 = vload(weights[0], cg), vload(weights[1], cg)
+        w0, w1 = vload(weights, 0, cg), vload(weights, 1, cg)
         if two:
             for t in range(length):
                 r = phase + t
                 w = vfma(vsplat(out, kernels[0, r]), w0, vmul(vsplat(out, kernels[1, r]), w1))
-                vstore(g[g_row + t], cg, vmul(w, vload(out[row + t], cg)))
+                vstore(g, g_row + t, cg, vmul(w, vload(out, row + t, cg)))
             continue
-        w2 = vload(weights[2], cg)
+        w2 = vload(weights, 2, cg)
         for t in range(length):
             r = phase + t
             w = vfma(vsplat(out, kernels[0, r]), w0, vfma(vsplat(out, kernels[1, r]), w1,
                                                           vmul(vsplat(out, kernels[2, r]), w2)))
-            vstore(g[g_row + t], cg, vmul(w, vload(out[row + t], cg)))
+            vstore(g, g_row + t, cg, vmul(w, vload(out, row + t, cg)))
 
 
 @numba.njit(**JIT)
@@ -390,7 +390,7 @@ def backward(
                         gz[s, t0 + t, c] += us[t, c]
                 if sum_lanes and want_input:
                     for t in range(length):
-                        x_adjoint[t] = vsum(vload(lane_sum[t], 0))
+                        x_adjoint[t] = vsum(vload(lane_sum, t, 0))
                 if near_end and want_input:
                     for c in range(n):
                         p = lane_channel[first + c]

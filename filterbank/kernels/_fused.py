@@ -46,19 +46,19 @@ def accumulate(out, row, length, n, kernels, square, phase, sums):
     """
     group = group_width(out.itemsize)
     for cg in range(0, n, group):
-        a0 = vload(sums[0], cg)
-        a1 = vload(sums[1], cg)
-        a2 = vload(sums[2], cg)
+        a0 = vload(sums, 0, cg)
+        a1 = vload(sums, 1, cg)
+        a2 = vload(sums, 2, cg)
         for t in range(length):
-            v = vload(out[row + t], cg)
+            v = vload(out, row + t, cg)
             e = vmul(v, v) if square else vabs(v)
             r = phase + t
             a0 = vfma(vsplat(out, kernels[0, r]), e, a0)
             a1 = vfma(vsplat(out, kernels[1, r]), e, a1)
             a2 = vfma(vsplat(out, kernels[2, r]), e, a2)
-        vstore(sums[0], cg, a0)
-        vstore(sums[1], cg, a1)
-        vstore(sums[2], cg, a2)
+        vstore(sums, 0, cg, a0)
+        vstore(sums, 1, cg, a1)
+        vstore(sums, 2, cg, a2)
 
 
 @numba.njit(**JIT)

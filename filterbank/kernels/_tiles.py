@@ -135,9 +135,9 @@ def section(inp, xs, shared_input, out, bs, as_, zs, t0, length, order, n):
     group = group_width(out.itemsize)
     for cg in range(0, n, group):
         if order == 2:
-            b0, b1, b2 = vload(bs[0], cg), vload(bs[1], cg), vload(bs[2], cg)
-            a1, a2 = vload(as_[1], cg), vload(as_[2], cg)
-            y1, y2 = vload(out[1], cg), vload(out[0], cg)
+            b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
+            a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
+            y1, y2 = vload(out, 1, cg), vload(out, 0, cg)
             if shared_input:
                 x1, x2 = xs[1], xs[0]
                 for t in range(length):
@@ -145,35 +145,35 @@ def section(inp, xs, shared_input, out, bs, as_, zs, t0, length, order, n):
                     v = vfma(b0, vsplat(out, x0), vfma(b1, vsplat(out, x1), vmul(b2, vsplat(out, x2))))
                     v = vfnma(a1, y1, vfnma(a2, y2, v))
                     if t0 + t < 2:
-                        v = vadd(v, vload(zs[t0 + t], cg))
-                    vstore(out[2 + t], cg, v)
+                        v = vadd(v, vload(zs, t0 + t, cg))
+                    vstore(out, 2 + t, cg, v)
                     y2, y1, x2, x1 = y1, v, x1, x0
             else:
-                x1, x2 = vload(inp[1], cg), vload(inp[0], cg)
+                x1, x2 = vload(inp, 1, cg), vload(inp, 0, cg)
                 for t in range(length):
-                    x0 = vload(inp[2 + t], cg)
+                    x0 = vload(inp, 2 + t, cg)
                     v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
                     v = vfnma(a1, y1, vfnma(a2, y2, v))
                     if t0 + t < 2:
-                        v = vadd(v, vload(zs[t0 + t], cg))
-                    vstore(out[2 + t], cg, v)
+                        v = vadd(v, vload(zs, t0 + t, cg))
+                    vstore(out, 2 + t, cg, v)
                     y2, y1, x2, x1 = y1, v, x1, x0
             continue
         for t in range(length):
             r = order + t
             if shared_input:
-                v = vmul(vload(bs[0], cg), vsplat(out, xs[r]))
+                v = vmul(vload(bs, 0, cg), vsplat(out, xs[r]))
             else:
-                v = vmul(vload(bs[0], cg), vload(inp[r], cg))
+                v = vmul(vload(bs, 0, cg), vload(inp, r, cg))
             for k in range(1, order + 1):
                 if shared_input:
-                    v = vfma(vload(bs[k], cg), vsplat(out, xs[r - k]), v)
+                    v = vfma(vload(bs, k, cg), vsplat(out, xs[r - k]), v)
                 else:
-                    v = vfma(vload(bs[k], cg), vload(inp[r - k], cg), v)
-                v = vfnma(vload(as_[k], cg), vload(out[r - k], cg), v)
+                    v = vfma(vload(bs, k, cg), vload(inp, r - k, cg), v)
+                v = vfnma(vload(as_, k, cg), vload(out, r - k, cg), v)
             if t0 + t < order:
-                v = vadd(v, vload(zs[t0 + t], cg))
-            vstore(out[r], cg, v)
+                v = vadd(v, vload(zs, t0 + t, cg))
+            vstore(out, r, cg, v)
 
 
 @numba.njit(inline="always", **JIT)
