@@ -25,11 +25,11 @@ import numpy as np
 from numba import prange
 
 from ._simd import (
-    flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
+    borrow, flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
 )
 from ._tiles import (
-    DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, rows_to_block, run_sections,
-    shift_history,
+    DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, prefetch_rows, rows_to_block,
+    run_sections, shift_history,
 )
 
 __all__ = ["forward", "backward"]
@@ -158,9 +158,9 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, w
         for j in range(n_blocks):
             t0 = j * block
             length = min(block, n_time - t0)
-            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            block_to_rows(signals[n_sections], order, y, lane_channel, first, n, t0, length)
+            block_to_rows(borrow(signals, n_sections), order, y, lane_channel, first, n, t0, length)
             if j < n_blocks - 1:
                 shift_history(signals, shared, length, order)
         # zf from the last ``order`` samples: rows order + (T + i - k) - t0 of the
@@ -326,7 +326,8 @@ def backward(
                     t = j_first * block - order + h
                     shared[h] = x[lane_row[first], t] if t >= 0 and n else 0.0
                     for s in range(n_sections + 1):
-                        signals[s, h, :] = 0.0
+                        for c in range(width):
+                            signals[s, h, c] = 0.0
                     if t < 0:
                         continue
                     for c in range(n):
@@ -337,11 +338,12 @@ def backward(
                     for h in range(order):
                         hist_shared[i, h] = shared[h]
                         for s in range(n_sections + 1):
-                            hist[i, s, h, :] = signals[s, h, :]
+                            for c in range(width):
+                                hist[i, s, h, c] = signals[s, h, c]
                     if i < j - j_first:
                         t0 = (j_first + i) * block
                         length = min(block, n_time - t0)
-                        load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+                        load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
                         run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
                         shift_history(signals, shared, length, order)
             t0 = j * block
@@ -349,20 +351,23 @@ def backward(
             for h in range(order):
                 shared[h] = hist_shared[j % per_segment, h]
                 for s in range(n_sections + 1):
-                    signals[s, h, :] = hist[j % per_segment, s, h, :]
-            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+                    for c in range(width):
+                        signals[s, h, c] = hist[j % per_segment, s, h, c]
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
             if from_energy:
-                energy_block_adjoint(signals[n_sections], order, t0, length, n, kernels, d_first, square, grad_energy,
-                                     lane_channel, first, limit, all_valid, weights, g)
+                energy_block_adjoint(borrow(signals, n_sections), order, t0, length, n, kernels, d_first, square,
+                                     grad_energy, lane_channel, first, limit, all_valid, weights, g)
             else:
                 rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
+                if j > 0:  # the block before, fetched while this one is computed
+                    prefetch_rows(grad_y, lane_channel, first, n, t0 - block, block)
 
             near_end = t0 + length > n_time - order
             for ss in range(n_sections):
                 s = n_sections - 1 - ss
-                us = u[s]
-                out = signals[s + 1]
+                us = borrow(u, s)
+                out = borrow(signals, s + 1)
                 want_input = s > 0 or want_grad_x
                 sum_lanes = s == 0 and shared_input
                 # A gradient on zf, zf[i] = sum_{k>i} b_k in[T+i-k] - a_k out[T+i-k],
@@ -378,8 +383,9 @@ def backward(
                                     g[r, c] -= an[s, k, c] * gzf
                                     gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
                                     gan[s, k, c] -= gzf * out[order + r, c]
-                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bn[s], an[s], length, order, n)
-                coefficient_sums(us, signals[s], shared, sum_lanes, out, sums, length, order, n)
+                bs, as_ = borrow(bn, s), borrow(an, s)
+                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, length, order, n)
+                coefficient_sums(us, borrow(signals, s), shared, sum_lanes, out, sums, length, order, n)
                 for c in range(n):
                     for k in range(order + 1):
                         gbn[s, k, c] += sums[k, c]
@@ -407,14 +413,15 @@ def backward(
                 # The adjoint of the next ``order`` samples, for the block before.
                 if j > 0:
                     for h in range(order):
-                        us[block + h, :] = us[h, :]
+                        for c in range(width):
+                            us[block + h, c] = us[h, c]
 
             # The adjoint of each lane's input: lanes of one run (same input
             # row, same tile) are summed into that run's partial row.
             if not want_grad_x:
                 continue
             if shared_input:
-                dst = grad_x_part[lane_part[first]]
+                dst = borrow(grad_x_part, lane_part[first])
                 for t in range(length):
                     dst[t0 + t] = x_adjoint[t]
             elif kind == DISTINCT:
@@ -422,7 +429,7 @@ def backward(
             else:
                 for c in range(n):
                     lane = first + c
-                    dst = grad_x_part[lane_part[lane]]
+                    dst = borrow(grad_x_part, lane_part[lane])
                     if lane_run_start[lane]:
                         for t in range(length):
                             dst[t0 + t] = g[t, c]

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._simd import flush_subnormals, group_width, restore_subnormals, vabs, vfma, vload, vmul, vsplat, vstore
+from ._simd import borrow, flush_subnormals, group_width, restore_subnormals, vabs, vfma, vload, vmul, vsplat, vstore
 from ._tiles import JIT, SHARED, load_coefficients, load_input, run_sections, shift_history
 
 __all__ = ["forward"]
@@ -34,7 +34,8 @@ def flush(sums, energy, lane_channel, first, n, frame, n_frames):
         if 0 <= f < n_frames:
             for c in range(n):
                 energy[lane_channel[first + c], f] += sums[k, c]
-        sums[k, :] = 0
+        for c in range(sums.shape[1]):
+            sums[k, c] = 0
 
 
 @numba.njit(**JIT)
@@ -103,7 +104,7 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels,
             all_valid = min(all_valid, limit[c])
         # The running sums of the three frames the current hop block feeds.
         sums = np.zeros((3, width), x.dtype)
-        out = signals[n_sections]
+        out = borrow(signals, n_sections)
         for j in range(n_blocks):
             t0 = j * block
             length = min(block, n_time - t0)
@@ -113,7 +114,7 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels,
                     for s in range(n_sections):
                         for h in range(order):
                             checkpoints[j // per_checkpoint, s, h, p] = signals[s + 1, h, c]
-            load_input(x, lane_row, first, n, shared_input, t0, length, order, signals[0], shared)
+            load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
             # Walk the block in stretches that end at hop boundaries.
             t = 0

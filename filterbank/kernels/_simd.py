@@ -23,11 +23,12 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
+from numba.np.arrayobj import populate_array
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "vload", "vstore", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum", "flush_subnormals",
-    "restore_subnormals",
+    "borrow", "vload", "vstore", "prefetch", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
+    "flush_subnormals", "restore_subnormals",
 ]
 
 _REGISTER_BYTES = 32  # AVX2
@@ -228,6 +229,34 @@ def _is_float_matrix(array):
 # (measured: a third of the backward's time in a fresh process).
 
 
+
+@intrinsic
+def borrow(typingctx, array, index):
+    """``array[index]`` of a C-contiguous array, as a view that holds no reference.
+
+    numba counts references to every view, an atomic operation on the base
+    array's counter each time one is made or dropped; on an argument that
+    both threads view every block the counter's cache line moves between the
+    cores. A borrowed view is for a callee or a loop while ``array`` is alive.
+    """
+    if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim >= 2
+            and isinstance(index, types.Integer)):
+        return None
+    view_type = array.copy(ndim=array.ndim - 1, layout="C")
+
+    def codegen(context, builder, signature, args):
+        base = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        shapes = cgutils.unpack_tuple(builder, base.shape, array.ndim)
+        strides = cgutils.unpack_tuple(builder, base.strides, array.ndim)
+        address = builder.add(builder.ptrtoint(base.data, ir.IntType(64)), builder.mul(i, strides[0]))
+        view = context.make_array(view_type)(context, builder)
+        populate_array(view, data=builder.inttoptr(address, base.data.type), shape=shapes[1:], strides=strides[1:],
+                       itemsize=base.itemsize, meminfo=None)
+        return view._getvalue()
+
+    return view_type(array, index), codegen
+
 @intrinsic
 def vload(typingctx, array, row, col):
     """Lanes ``array[row, col : col + count]`` of a 2-D float array with unit inner stride."""
@@ -367,6 +396,28 @@ def vsum(typingctx, value):
 
     return value.dtype(value), codegen
 
+
+
+@intrinsic
+def prefetch(typingctx, array, row, col):
+    """Ask for the cache line holding ``array[row, col]`` of a 2-D array (a hint: no fault, no effect on results)."""
+    if not (isinstance(array, types.Array) and array.ndim == 2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        matrix = context.make_array(signature.args[0])(context, builder, args[0])
+        i, j = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:]))
+        address = _pointer(context, builder, matrix, signature.args[0], i, j)
+        byte_pointer = ir.IntType(8).as_pointer()
+        word = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, word, word, word]), "llvm.prefetch.p0")
+        # read, keep in all cache levels, data cache
+        builder.call(function, [builder.inttoptr(address, byte_pointer), ir.Constant(word, 0), ir.Constant(word, 3),
+                                ir.Constant(word, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, row, col), codegen
 
 # --------------------------------------------------------------------------
 # Subnormal numbers. A recursion whose input falls silent (the zero padding of
