@@ -16,13 +16,15 @@ On the tile machinery of ``_tiles.py`` (docs/design.md, "CPU kernels"):
   cheaper than reading the output back from memory). Extra memory is
   ``(sections + 1) * order / block`` of the output's size. Lanes that share
   an input row have their input adjoints summed before writing.
+* **Threads.** ``forward_tiles``/``backward_tiles`` are serial over their
+  tiles; :func:`forward`, :func:`backward` and :func:`backward_from_energy`
+  run them on numba's threads through ``_threads.py``.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 from ._simd import (
     borrow, flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
@@ -31,6 +33,7 @@ from ._tiles import (
     DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, prefetch_rows, rows_to_block,
     run_sections, shift_history,
 )
+from ._threads import array3, array4, compiled, launch, matrix, pack, slots_of, tiles_of, value, vector
 
 __all__ = ["forward", "backward"]
 
@@ -141,13 +144,13 @@ def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
 # Forward.
 
 
-@numba.njit(parallel=True, **JIT)
-def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block):
+@numba.njit(inline="always", **JIT)
+def forward_tiles(tiles, x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block):
     n_channels, n_time = y.shape
     n_sections = b.shape[1]
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
-    for tile in prange(tile_kind.shape[0]):
+    for tile in tiles:
         mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
@@ -179,6 +182,32 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, w
                         acc += z[s, n_time + i, c]
                     zf[p, s, i] = acc
         restore_subnormals(mxcsr)
+
+
+@numba.njit(inline="always", **JIT)
+def _forward_call(args, dims, data, dtype):
+    p = slots_of(data)
+    forward_tiles(tiles_of(args, dims), matrix(p, 0, dtype), vector(p, 1, np.int64), vector(p, 2, np.int64),
+                  vector(p, 3, np.uint8), vector(p, 4, np.int64), array3(p, 5, dtype), array3(p, 6, dtype),
+                  array3(p, 7, dtype), matrix(p, 8, dtype), array3(p, 9, dtype), value(p, 10), value(p, 11))
+
+
+def _forward_float32(args, dims, steps, data):
+    _forward_call(args, dims, data, np.float32)
+
+
+def _forward_float64(args, dims, steps, data):
+    _forward_call(args, dims, data, np.float64)
+
+
+_FORWARD = {np.dtype(np.float32): _forward_float32, np.dtype(np.float64): _forward_float64}
+
+
+def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block):
+    """Filter every tile: ``y`` (P, T) and ``zf`` (P, S, order) from ``x`` (rows, T), the plan's lane and tile
+    arrays, ``b, a`` (P, S, order + 1), ``zi`` (P, S, order); numpy arrays of one float dtype, C-contiguous."""
+    launch(compiled(_FORWARD[x.dtype]), tile_kind.shape[0],
+           pack(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, width, block))
 
 
 # --------------------------------------------------------------------------
@@ -255,32 +284,35 @@ def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, gr
 # Backward.
 
 
-@numba.njit(parallel=True, **JIT)
-def backward(
-    grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
+@numba.njit(**JIT)
+def backward_tiles(
+    tiles, grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
     b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block,
-    checkpoints, spacing, from_energy, grad_energy, kernels, d_first, square, limits, want_grad_x,
+    checkpoints, spacing, grad_energy, kernels, d_first, square, limits, want_grad_x,
 ):
-    """The cascade's backward.
+    """The cascade's backward over ``tiles``.
 
-    The output's gradient is ``grad_y`` (P, T), or, when ``from_energy``, that
-    of frame energies of the output (``grad_energy`` (P, n_frames), the
+    The output's gradient is ``grad_y`` (P, T) with ``grad_zf`` (P, S, order)
+    on the final state, or, when ``grad_energy`` is given (both others None),
+    that of frame energies of the output (``grad_energy`` (P, n_frames), the
     ``_frames`` block ``kernels``, samples past ``limits`` counting as zero),
     formed block by block from the recomputed output. ``checkpoints``
     (ceil(T / spacing), S, order, P), when it has any, holds each section's
     output history every ``spacing`` samples (a multiple of ``block``, saved
     by the forward), so that the forward is re-run over one segment between
     checkpoints at a time rather than over the whole signal first. Without
-    ``want_grad_x``, ``grad_x_part`` is not written.
+    ``want_grad_x``, ``grad_x_part`` is not written. The None arguments
+    select code at compile time: each kind of call compiles only its own.
     """
     n_channels, n_time = b.shape[0], x.shape[1]
     n_sections = b.shape[1]
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block
-    saved = checkpoints.shape[0] > 0
     dtype = x.dtype
     group = group_width(x.itemsize)
-    for tile in prange(tile_kind.shape[0]):
+    # Not a literal 0: a literal would compile the block moves a second time, for that constant.
+    row0 = np.intp(0)
+    for tile in tiles:
         mxcsr = flush_subnormals()
         first = tile_first[tile]
         n = tile_first[tile + 1] - first
@@ -294,12 +326,15 @@ def backward(
         # without checkpoints, else one per checkpoint. A segment is first run
         # forwards from its starting history, keeping each block's (recomputing
         # costs less than reading the output back), then backwards.
-        per_segment = min(n_blocks, spacing // block) if saved else n_blocks
+        per_segment = n_blocks
+        if checkpoints is not None:
+            if checkpoints.shape[0] > 0:
+                per_segment = min(n_blocks, spacing // block)
         hist = np.zeros((max(per_segment, 1), n_sections + 1, max(order, 1), width), dtype)
         hist_shared = np.zeros((max(per_segment, 1), max(order, 1)), dtype)
         limit = np.zeros(width, np.int64)
         all_valid = n_time  # samples before which every lane of the tile is real
-        if from_energy:
+        if grad_energy is not None:
             for c in range(n):
                 limit[c] = limits[lane_channel[first + c]]
                 all_valid = min(all_valid, limit[c])
@@ -332,8 +367,11 @@ def backward(
                         continue
                     for c in range(n):
                         signals[0, h, c] = x[lane_row[first + c], t]
-                        for s in range(n_sections):
-                            signals[s + 1, h, c] = checkpoints[j_first // per_segment, s, h, lane_channel[first + c]]
+                    if checkpoints is not None:  # t >= 0: a segment after the first, so there are checkpoints
+                        for c in range(n):
+                            for s in range(n_sections):
+                                signals[s + 1, h, c] = checkpoints[j_first // per_segment, s, h,
+                                                                   lane_channel[first + c]]
                 for i in range(j - j_first + 1):
                     for h in range(order):
                         hist_shared[i, h] = shared[h]
@@ -355,11 +393,12 @@ def backward(
                         signals[s, h, c] = hist[j % per_segment, s, h, c]
             load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
-            if from_energy:
+            # Two tests, not if/else: numba drops a branch at compile time only where its argument is None.
+            if grad_energy is not None:
                 energy_block_adjoint(borrow(signals, n_sections), order, t0, length, n, kernels, d_first, square,
                                      grad_energy, lane_channel, first, limit, all_valid, weights, g)
-            else:
-                rows_to_block(grad_y, lane_channel, first, n, t0, length, g, 0)
+            if grad_y is not None:
+                rows_to_block(grad_y, lane_channel, first, n, t0, length, g, row0)
                 if j > 0:  # the block before, fetched while this one is computed
                     prefetch_rows(grad_y, lane_channel, first, n, t0 - block, block)
 
@@ -372,7 +411,7 @@ def backward(
                 sum_lanes = s == 0 and shared_input
                 # A gradient on zf, zf[i] = sum_{k>i} b_k in[T+i-k] - a_k out[T+i-k],
                 # reaches the samples T+i-k of this block.
-                if near_end:
+                if grad_zf is not None and near_end:
                     for c in range(n):
                         p = lane_channel[first + c]
                         for i in range(order):
@@ -397,7 +436,7 @@ def backward(
                 if sum_lanes and want_input:
                     for t in range(length):
                         x_adjoint[t] = vsum(vload(lane_sum, t, 0))
-                if near_end and want_input:
+                if grad_zf is not None and near_end and want_input:
                     for c in range(n):
                         p = lane_channel[first + c]
                         for i in range(order):
@@ -425,7 +464,7 @@ def backward(
                 for t in range(length):
                     dst[t0 + t] = x_adjoint[t]
             elif kind == DISTINCT:
-                block_to_rows(g, 0, grad_x_part, lane_part, first, n, t0, length)
+                block_to_rows(g, row0, grad_x_part, lane_part, first, n, t0, length)
             else:
                 for c in range(n):
                     lane = first + c
@@ -438,12 +477,13 @@ def backward(
                             dst[t0 + t] += g[t, c]
 
         # zf[i] also holds zi[T + i] when the signal is shorter than the state.
-        for c in range(n):
-            p = lane_channel[first + c]
-            for s in range(n_sections):
-                for i in range(order):
-                    if n_time + i < order:
-                        gz[s, n_time + i, c] += grad_zf[p, s, i]
+        if grad_zf is not None:
+            for c in range(n):
+                p = lane_channel[first + c]
+                for s in range(n_sections):
+                    for i in range(order):
+                        if n_time + i < order:
+                            gz[s, n_time + i, c] += grad_zf[p, s, i]
         # Gradients of the raw coefficients from those of b / a0 and a / a0.
         for c in range(n):
             p = lane_channel[first + c]
@@ -460,3 +500,66 @@ def backward(
                 for k in range(order):
                     grad_zi[p, s, k] = gz[s, k, c]
         restore_subnormals(mxcsr)
+
+
+@numba.njit(inline="always", **JIT)
+def _output_call(args, dims, data, dtype):
+    p = slots_of(data)
+    backward_tiles(tiles_of(args, dims), matrix(p, 0, dtype), array3(p, 1, dtype), matrix(p, 2, dtype),
+                   vector(p, 3, np.int64), vector(p, 4, np.int64), vector(p, 5, np.int64), vector(p, 6, np.uint8),
+                   vector(p, 7, np.uint8), vector(p, 8, np.int64), array3(p, 9, dtype), array3(p, 10, dtype),
+                   array3(p, 11, dtype), matrix(p, 12, dtype), array3(p, 13, dtype), array3(p, 14, dtype),
+                   array3(p, 15, dtype), value(p, 16), value(p, 17), None, 0, None, None, 0, True, None, True)
+
+
+@numba.njit(inline="always", **JIT)
+def _energy_call(args, dims, data, dtype):
+    p = slots_of(data)
+    backward_tiles(tiles_of(args, dims), None, None, matrix(p, 2, dtype),
+                   vector(p, 3, np.int64), vector(p, 4, np.int64), vector(p, 5, np.int64), vector(p, 6, np.uint8),
+                   vector(p, 7, np.uint8), vector(p, 8, np.int64), array3(p, 9, dtype), array3(p, 10, dtype),
+                   array3(p, 11, dtype), matrix(p, 12, dtype), array3(p, 13, dtype), array3(p, 14, dtype),
+                   array3(p, 15, dtype), value(p, 16), value(p, 17), array4(p, 18, dtype), value(p, 19),
+                   matrix(p, 20, dtype), matrix(p, 21, dtype), value(p, 22), value(p, 23), vector(p, 24, np.int64),
+                   value(p, 25))
+
+
+def _output_float32(args, dims, steps, data):
+    _output_call(args, dims, data, np.float32)
+
+
+def _output_float64(args, dims, steps, data):
+    _output_call(args, dims, data, np.float64)
+
+
+def _energy_float32(args, dims, steps, data):
+    _energy_call(args, dims, data, np.float32)
+
+
+def _energy_float64(args, dims, steps, data):
+    _energy_call(args, dims, data, np.float64)
+
+
+_BACKWARD = {(np.dtype(np.float32), False): _output_float32, (np.dtype(np.float64), False): _output_float64,
+             (np.dtype(np.float32), True): _energy_float32, (np.dtype(np.float64), True): _energy_float64}
+
+
+def backward(grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
+             b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block):
+    """The backward for a gradient ``grad_y`` (P, T) on the output and ``grad_zf`` (P, S, order) on the final
+    state (:func:`backward_tiles`); numpy arrays of one float dtype (the plan's int64/uint8), C-contiguous."""
+    launch(compiled(_BACKWARD[x.dtype, False]), tile_kind.shape[0],
+           pack(grad_y, grad_zf, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first,
+                b, a, zi, grad_x_part, grad_b, grad_a, grad_zi, width, block))
+
+
+def backward_from_energy(x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first, b, a, zi,
+                         grad_x_part, grad_b, grad_a, grad_zi, width, block, checkpoints, spacing, grad_energy,
+                         kernels, d_first, square, limits, want_grad_x):
+    """The backward for a gradient ``grad_energy`` (P, n_frames) on frame energies of the output
+    (:func:`backward_tiles`); ``checkpoints`` (n_saved, S, order, P) may have no rows."""
+    # Slots 0 and 1 (grad_y, grad_zf) stay empty: this call compiles without them.
+    launch(compiled(_BACKWARD[x.dtype, True]), tile_kind.shape[0],
+           pack(0, 0, x, lane_channel, lane_row, lane_part, lane_run_start, tile_kind, tile_first, b, a, zi,
+                grad_x_part, grad_b, grad_a, grad_zi, width, block, checkpoints, spacing, grad_energy, kernels,
+                d_first, square, limits, want_grad_x))

@@ -74,8 +74,7 @@ def iir_cascade_backward(
     grad_x_part = empty((part_row.shape[0], n_time), dtype)
     _cascade.backward(gy.numpy(), gzf.numpy(), xc.numpy(), lane_channel, lane_row, lane_part, run_start, tile_kind,
                       tile_first, bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(),
-                      grad_a.numpy(), grad_zi.numpy(), width, block_length(order),
-                      *_no_energy(n_channels, n_sections, order, dtype))
+                      grad_a.numpy(), grad_zi.numpy(), width, block_length(order))
     if direct:
         grad_x = grad_x_part
     else:
@@ -102,13 +101,6 @@ def frame_energy_backward(grad: Tensor, y: Tensor, window: Tensor, hop: int, off
         kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
         _frames.backward(gc.numpy(), yc.numpy(), kernels, d_first, square, grad_y.numpy())
     return grad_y.to(y.dtype)
-
-
-def _no_energy(n_channels: int, n_sections: int, order: int, dtype: torch.dtype) -> tuple:
-    """The arguments of ``_cascade.backward`` after ``block`` for a gradient given on the output itself."""
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    return (np.zeros((0, n_sections, order, n_channels), np_dtype), block_length(order), False,
-            np.zeros((0, 0), np_dtype), np.zeros((3, 1), np_dtype), 0, True, np.zeros(0, np.int64), True)
 
 
 def iir_cascade_frame_energy(
@@ -168,12 +160,10 @@ def band_energy_backward(
     lane_channel, lane_row, lane_part, run_start, part_row, tile_kind, tile_first = plan(x_index.numpy(), width)
     direct = part_row.shape[0] == n_rows and bool(np.all(part_row == np.arange(n_rows)))
     grad_x_part = empty((part_row.shape[0] if want_grad_x else 0, n_time), dtype)
-    np_dtype = xc.numpy().dtype
-    _cascade.backward(np.zeros((0, 0), np_dtype), np.zeros((n_channels, n_sections, order), np_dtype), xc.numpy(),
-                      lane_channel, lane_row, lane_part, run_start, tile_kind, tile_first, bc.numpy(), ac.numpy(),
-                      zc.numpy(), grad_x_part.numpy(), grad_b.numpy(), grad_a.numpy(), grad_zi.numpy(), width, block,
-                      cc.numpy(), spacing, True, gc.numpy(), kernels, d_first, square,
-                      limits.to(torch.int64).contiguous().numpy(), want_grad_x)
+    _cascade.backward_from_energy(xc.numpy(), lane_channel, lane_row, lane_part, run_start, tile_kind, tile_first,
+                                  bc.numpy(), ac.numpy(), zc.numpy(), grad_x_part.numpy(), grad_b.numpy(),
+                                  grad_a.numpy(), grad_zi.numpy(), width, block, cc.numpy(), spacing, gc.numpy(),
+                                  kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(), want_grad_x)
     if not want_grad_x:
         grad_x = torch.zeros_like(x)
     elif direct:
