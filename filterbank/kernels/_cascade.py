@@ -35,7 +35,7 @@ from ._tiles import (
 )
 from ._threads import array3, array4, compiled, launch, matrix, pack, slots_of, tiles_of, value, vector
 
-__all__ = ["forward", "backward"]
+__all__ = ["forward", "backward", "backward_from_energy", "forward_tiles", "backward_tiles"]
 
 
 # --------------------------------------------------------------------------

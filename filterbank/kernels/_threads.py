@@ -124,7 +124,8 @@ def array_at(typingctx, address, shape, dtype):
 
     def codegen(context, builder, signature, args):
         ndim = len(shape)
-        sizes = [context.cast(builder, v, shape.dtype, types.intp) for v in cgutils.unpack_tuple(builder, args[1], ndim)]
+        sizes = [context.cast(builder, v, shape.dtype, types.intp)
+                 for v in cgutils.unpack_tuple(builder, args[1], ndim)]
         itemsize = context.get_abi_sizeof(context.get_data_type(element))
         strides, stride = [], context.get_constant(types.intp, itemsize)
         for size in reversed(sizes):
