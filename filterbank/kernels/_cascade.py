@@ -304,7 +304,7 @@ def backward_tiles(
     ``want_grad_x``, ``grad_x_part`` is not written. The None arguments
     select code at compile time: each kind of call compiles only its own.
     """
-    n_channels, n_time = b.shape[0], x.shape[1]
+    n_time = x.shape[1]
     n_sections = b.shape[1]
     order = b.shape[2] - 1
     n_blocks = (n_time + block - 1) // block

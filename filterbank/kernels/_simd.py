@@ -27,7 +27,7 @@ from numba.np.arrayobj import populate_array
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "borrow", "vload", "vstore", "prefetch", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
+    "unowned_array", "borrow", "vload", "vstore", "prefetch", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
     "flush_subnormals", "restore_subnormals",
 ]
 
@@ -230,6 +230,14 @@ def _is_float_matrix(array):
 
 
 
+def unowned_array(context, builder, array_type, data, shape, strides, itemsize):
+    """Codegen: an array value of ``array_type`` over ``data`` that holds no reference (a null meminfo, which
+    numba's reference counting skips); the memory must outlive it."""
+    array = context.make_array(array_type)(context, builder)
+    populate_array(array, data=data, shape=shape, strides=strides, itemsize=itemsize, meminfo=None)
+    return array._getvalue()
+
+
 @intrinsic
 def borrow(typingctx, array, index):
     """``array[index]`` of a C-contiguous array, as a view that holds no reference.
@@ -250,10 +258,8 @@ def borrow(typingctx, array, index):
         shapes = cgutils.unpack_tuple(builder, base.shape, array.ndim)
         strides = cgutils.unpack_tuple(builder, base.strides, array.ndim)
         address = builder.add(builder.ptrtoint(base.data, ir.IntType(64)), builder.mul(i, strides[0]))
-        view = context.make_array(view_type)(context, builder)
-        populate_array(view, data=builder.inttoptr(address, base.data.type), shape=shapes[1:], strides=strides[1:],
-                       itemsize=base.itemsize, meminfo=None)
-        return view._getvalue()
+        return unowned_array(context, builder, view_type, builder.inttoptr(address, base.data.type), shapes[1:],
+                             strides[1:], base.itemsize)
 
     return view_type(array, index), codegen
 

@@ -61,7 +61,7 @@ def iir_cascade_backward(
     if not gy.is_contiguous():
         # E.g. the expanded gradient of a sum: copy into a (recycled) huge-page buffer.
         gy = empty(tuple(gy.shape), dtype).copy_(gy)
-    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
+    n_channels, order = b.shape[0], b.shape[2] - 1
     n_rows, n_time = x.shape
     grad_b, grad_a, grad_zi = torch.empty_like(bc), torch.empty_like(ac), torch.empty_like(zc)
     if not n_channels:
@@ -146,7 +146,7 @@ def band_energy_backward(
     """Gradients of :func:`band_energy`'s energies; see ``filterbank.kernels.reference.band_energy_backward``."""
     dtype = compute_dtype(x.dtype)
     xc, bc, ac, zc, wc, gc, cc = (t.to(dtype).contiguous() for t in (x, b, a, zi, window, grad, checkpoints))
-    n_channels, n_sections, order = b.shape[0], b.shape[1], b.shape[2] - 1
+    n_channels, order = b.shape[0], b.shape[2] - 1
     n_rows, n_time = x.shape
     grad_b, grad_a, grad_zi = torch.zeros_like(bc), torch.zeros_like(ac), torch.zeros_like(zc)
     if not (n_channels and n_time and grad.shape[-1]):
