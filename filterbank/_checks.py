@@ -325,6 +325,65 @@ def module_input(x) -> Tensor:
 
 
 # --------------------------------------------------------------------------
+# Coupled recurrences (filterbank.coupled).
+
+
+def bandwidths(value, n_channels: int) -> tuple[int, int]:
+    """``(lower, upper)``: two ints in [0, n_channels - 1] (a band that fits a C x C matrix)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"bandwidths must be a pair (lower, upper) of ints; got {value!r}")
+    lower, upper = (integer(f"bandwidths[{k}]", v, 0) for k, v in enumerate(value))
+    if max(lower, upper) >= max(n_channels, 1):
+        raise ValueError(f"bandwidths must be at most C - 1 = {n_channels - 1} for {n_channels} channels; got "
+                         f"(lower, upper) = ({lower}, {upper})")
+    return lower, upper
+
+
+def zero_outside_band(name: str, dense: Tensor, lower: int, upper: int) -> None:
+    """Every entry of the matrices ``dense`` (..., C, C) outside the band ``(lower, upper)`` is zero."""
+    if not checking_values(dense) or dense.numel() == 0:
+        return
+    rows = torch.arange(dense.shape[-1], device=dense.device)
+    offset = rows.unsqueeze(0) - rows.unsqueeze(1)  # column - row
+    outside = (offset > upper) | (offset < -lower)
+    found = (dense != 0) & outside
+    if bool(found.any()):
+        where = [int(i) for i in found.nonzero()[0]]
+        raise ValueError(f"{name} has a non-zero outside the band (lower {lower}, upper {upper}) at "
+                         f"{name}[{', '.join(map(str, where))}]; pass wider bandwidths (nothing is dropped "
+                         "silently)")
+
+
+def csr_pattern(crow: Tensor, col: Tensor, n_channels: int, name: str = "A") -> None:
+    """A square CSR pattern: ``crow`` (C + 1,) from 0 to nnz, non-decreasing; ``col`` (nnz,) in [0, C),
+    strictly increasing within each row (sorted, no duplicates). int64 or int32 tensors."""
+    for part, indices in (("crow_indices", crow), ("col_indices", col)):
+        if not isinstance(indices, Tensor) or indices.dtype not in (torch.int32, torch.int64) or indices.ndim != 1:
+            got = f"{indices.dtype} of shape {tuple(indices.shape)}" if isinstance(indices, Tensor) else \
+                type(indices).__name__
+            raise TypeError(f"{name}'s {part} must be a 1-D int64 or int32 tensor; got {got}")
+    if crow.shape[0] != n_channels + 1:
+        raise ValueError(f"{name} must be {n_channels} x {n_channels} (the channels of u): crow_indices must have "
+                         f"{n_channels + 1} entries; got {crow.shape[0]}")
+    if not checking_values(crow, col):
+        return
+    if int(crow[0]) != 0 or int(crow[-1]) != col.shape[0] or bool((crow.diff() < 0).any()):
+        raise ValueError(f"{name}'s crow_indices must rise from 0 to nnz = {col.shape[0]}; got "
+                         f"{crow[0].item()} to {crow[-1].item()}" + (", decreasing" if bool((crow.diff() < 0).any())
+                                                                     else ""))
+    if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n_channels):
+        raise ValueError(f"{name}'s col_indices must lie in [0, {n_channels}); got {col.min().item()} to "
+                         f"{col.max().item()}")
+    rows = torch.repeat_interleave(torch.arange(n_channels, device=col.device), crow.diff().to(torch.int64))
+    unsorted = (col[1:] <= col[:-1]) & (rows[1:] == rows[:-1])
+    if bool(unsorted.any()):
+        k = int(unsorted.nonzero()[0]) + 1
+        raise ValueError(f"{name}'s col_indices must be sorted and distinct within each row; row {int(rows[k])} "
+                         f"has column {int(col[k])} after {int(col[k - 1])} (sort them, e.g. with "
+                         "torch.Tensor.to_sparse_csr on a coalesced tensor)")
+
+
+# --------------------------------------------------------------------------
 # Streaming states (filterbank.streaming.State).
 
 

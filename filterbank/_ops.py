@@ -52,7 +52,8 @@ __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_
 _warned: set[str] = set()
 
 # Operations whose reference loops over time in Python: slow enough to warn about.
-_SEQUENTIAL = ("iir_cascade", "iir_cascade_backward", "band_energy", "band_energy_backward")
+_SEQUENTIAL = ("iir_cascade", "iir_cascade_backward", "band_energy", "band_energy_backward", "banded_recurrence",
+               "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward")
 
 
 def _backend(op: str, device: torch.device, order: int = 0, window: Optional[tuple[int, int, int]] = None
@@ -73,12 +74,14 @@ def _backend(op: str, device: torch.device, order: int = 0, window: Optional[tup
         return _cuda
     # What remains is vectorised torch, except the cascade's time loop.
     if op in _SEQUENTIAL:
-        _fallback_warning(device, order)
+        _fallback_warning(device, order, op)
     return _reference
 
 
-def _fallback_warning(device: torch.device, order: int) -> None:
-    if device.type == "cuda" and not _cuda.supports(order):
+def _fallback_warning(device: torch.device, order: int, op: str) -> None:
+    if device.type == "cuda" and not hasattr(_cuda, op):
+        reason = f"filterbank has no CUDA kernel for {op}"
+    elif device.type == "cuda" and not _cuda.supports(order):
         reason = f"the CUDA kernels take orders up to {_cuda.MAX_ORDER} and this filter has order {order} " \
                  "(split it into second-order sections and use sosfilt)"
     elif device.type == "cuda":

@@ -27,7 +27,8 @@ from numba.np.arrayobj import populate_array
 
 __all__ = [
     "vector_width", "rows_from_block", "block_from_rows", "LaneVector", "group_width",
-    "unowned_array", "borrow", "vload", "vstore", "prefetch", "vsplat", "vadd", "vmul", "vfma", "vfnma", "vabs", "vsum",
+    "unowned_array", "borrow", "vload", "vstore", "prefetch", "vsplat", "vadd", "vmul", "vdiv", "vmax", "vmin",
+    "vclamp", "vwhere_positive", "vfma", "vfnma", "vabs", "vsum",
     "flush_subnormals", "restore_subnormals",
 ]
 
@@ -334,6 +335,66 @@ vadd = _binary("fadd")
 vmul = _binary("fmul")
 vadd.__doc__ = "Lane-wise ``a + b``."
 vmul.__doc__ = "Lane-wise ``a * b``."
+
+
+vdiv = _binary("fdiv")
+vdiv.__doc__ = "Lane-wise ``a / b``."
+
+
+def _lanewise(name: str, doc: str):
+    """A two-operand LLVM vector intrinsic ``llvm.<name>`` as a lane-wise operation."""
+    @intrinsic
+    def impl(typingctx, left, right):
+        if not (isinstance(left, LaneVector) and left == right):
+            return None
+
+        def codegen(context, builder, signature, args):
+            vector = context.get_value_type(left)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector] * 2), f"llvm.{name}.{_llvm_suffix(left)}")
+            return builder.call(function, list(args))
+
+        return left(left, right), codegen
+
+    impl.__doc__ = doc
+    return impl
+
+
+vmax = _lanewise("maxnum", "Lane-wise ``max(a, b)`` (a NaN lane takes the other operand).")
+vmin = _lanewise("minnum", "Lane-wise ``min(a, b)``.")
+
+
+@intrinsic
+def vclamp(typingctx, value, bound):
+    """Lane-wise ``value`` limited to ``[-bound, bound]`` (a scalar bound); NaN lanes stay NaN."""
+    if not (isinstance(value, LaneVector) and isinstance(bound, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vector = context.get_value_type(value)
+        limit = context.cast(builder, args[1], signature.args[1], value.dtype)
+        high = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(vector, ir.Undefined), limit, ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), value.count),
+                                                           [0] * value.count))
+        low = builder.fneg(high)
+        clipped = builder.select(builder.fcmp_ordered(">", args[0], high), high, args[0])
+        return builder.select(builder.fcmp_ordered("<", clipped, low), low, clipped)
+
+    return value(value, bound), codegen
+
+
+@intrinsic
+def vwhere_positive(typingctx, test, value):
+    """Lane-wise ``value if test > 0 else 0``."""
+    if not (isinstance(test, LaneVector) and test == value):
+        return None
+
+    def codegen(context, builder, signature, args):
+        zero = ir.Constant(context.get_value_type(test), None)
+        return builder.select(builder.fcmp_ordered(">", args[0], zero), args[1], zero)
+
+    return test(test, value), codegen
 
 
 def _llvm_suffix(vector_type):

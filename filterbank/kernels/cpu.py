@@ -19,13 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _cascade, _frames, _fused, _stream
+from . import _cascade, _coupled, _frames, _fused, _stream
 from ._dtypes import compute, compute_dtype
 from ._memory import empty
 from ._tiles import block_length, plan, tile_width
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
-           "band_energy", "band_energy_backward", "stream_band_energy", "fits_window", "checkpoint_block", "supports"]
+           "band_energy", "band_energy_backward", "stream_band_energy", "banded_recurrence",
+           "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward", "fits_window",
+           "checkpoint_block", "supports"]
 
 fits_window = _frames.fits  # (window length, hop, offset) -> whether the frame kernels take that window
 checkpoint_block = block_length  # order -> the kernels' block; band_energy's checkpoints are multiples of it
@@ -204,3 +206,109 @@ def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, wind
            torch.from_numpy(zf.reshape(batch + (n_filters, n_sections, 2))),
            torch.from_numpy(bands.reshape(batch + (n_filters, kept))))
     return out if dtype == x.dtype else tuple(t.to(x.dtype) for t in out)
+
+
+# --------------------------------------------------------------------------
+# Coupled recurrences.
+
+
+def _matrix_index(index: Tensor, n_matrices: int) -> np.ndarray:
+    """``index`` (rows,) int64 as numpy, every entry a matrix (the kernels index with it unchecked)."""
+    assert index.dtype == torch.int64 and (index.numel() == 0 or 0 <= int(index.min()) <= int(index.max())
+                                           < n_matrices), "matrix indices in range"
+    return index.contiguous().numpy()
+
+
+def _sum_rows(per_row: Tensor, index: Tensor, n_matrices: int) -> Tensor:
+    """(M, ...) the per-row gradients ``per_row`` (N, ...) summed over the rows that share a matrix."""
+    if n_matrices == per_row.shape[0] and bool(torch.equal(index, torch.arange(n_matrices))):
+        return per_row
+    return per_row.new_zeros((n_matrices,) + per_row.shape[1:]).index_add_(0, index, per_row)
+
+
+def _padded_band(band: Tensor, lower: int, dtype: torch.dtype) -> tuple[Tensor, int]:
+    """``(band_t, pad)``: ``band`` (M, C, W) in the kernels' layout (M, W, pad + Cp + pad), diagonal-major,
+    channel i at column ``pad + i``, zero where an entry's column falls outside the matrix."""
+    n_matrices, n_channels, width = band.shape
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    pad, padded = _coupled.band_layout(n_channels, lower, width - 1 - lower, itemsize)
+    columns = torch.arange(n_channels).unsqueeze(-1) + torch.arange(width) - lower
+    inside = (columns >= 0) & (columns < n_channels)
+    band_t = torch.zeros((n_matrices, width, padded), dtype=dtype)
+    band_t[:, :, pad : pad + n_channels] = (band.to(dtype) * inside).transpose(1, 2)
+    return band_t, pad
+
+
+def banded_recurrence(u: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                      nonlinearity: str) -> Tensor:
+    """Forward; see ``filterbank.kernels.reference.banded_recurrence``."""
+    dtype = compute_dtype(u.dtype)
+    band_t, pad = _padded_band(band, lower, dtype)
+    h = empty(tuple(u.shape), dtype)
+    if h.numel():
+        _coupled.banded_forward(compute(u).numpy(), band_t.numpy(), _matrix_index(band_index, band.shape[0]),
+                                compute(h0).numpy(), h.numpy(), lower, pad, _coupled.NONLINEARITIES[nonlinearity])
+    return h.to(u.dtype)
+
+
+def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                               nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients; see ``filterbank.kernels.reference.banded_recurrence_backward``."""
+    dtype = compute_dtype(h.dtype)
+    n_rows, _, n_channels = h.shape
+    band_t, pad = _padded_band(band, lower, dtype)
+    grad_u = empty(tuple(h.shape), dtype)
+    grad_rows = torch.zeros((n_rows,) + band_t.shape[1:], dtype=dtype)
+    grad_h0 = torch.zeros((n_rows, n_channels), dtype=dtype)
+    if n_rows and n_channels:
+        _coupled.banded_backward(compute(grad_h).numpy(), compute(h).numpy(), band_t.numpy(),
+                                 _matrix_index(band_index, band.shape[0]), compute(h0).numpy(), lower, pad,
+                                 _coupled.NONLINEARITIES[nonlinearity], grad_u.numpy(), grad_rows.numpy(),
+                                 grad_h0.numpy())
+    else:
+        grad_u.zero_()
+    grad_band = _sum_rows(grad_rows[:, :, pad : pad + n_channels], band_index, band.shape[0]).transpose(1, 2)
+    return grad_u.to(h.dtype), grad_band.to(band.dtype).contiguous(), grad_h0.to(h0.dtype)
+
+
+def transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(crow_t, col_t, order)``: the CSR pattern of A^T, and for each of its non-zeros the index of A's."""
+    n_channels = crow.shape[0] - 1
+    rows = torch.repeat_interleave(torch.arange(n_channels), crow.diff())
+    order = torch.argsort(col, stable=True)
+    crow_t = torch.zeros(n_channels + 1, dtype=torch.int64)
+    crow_t[1:] = torch.bincount(col, minlength=n_channels).cumsum(0)
+    return crow_t, rows[order].contiguous(), order
+
+
+def csr_recurrence(u: Tensor, crow: Tensor, col: Tensor, values: Tensor, values_index: Tensor, h0: Tensor,
+                   nonlinearity: str) -> Tensor:
+    """Forward; see ``filterbank.kernels.reference.csr_recurrence``."""
+    dtype = compute_dtype(u.dtype)
+    h = empty(tuple(u.shape), dtype)
+    if h.numel():
+        _coupled.csr_forward(compute(u).numpy(), crow.contiguous().numpy(), col.contiguous().numpy(),
+                             compute(values).numpy(), _matrix_index(values_index, values.shape[0]),
+                             compute(h0).numpy(),
+                             h.numpy(), _coupled.NONLINEARITIES[nonlinearity])
+    return h.to(u.dtype)
+
+
+def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor, values: Tensor,
+                            values_index: Tensor, h0: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients; see ``filterbank.kernels.reference.csr_recurrence_backward``."""
+    dtype = compute_dtype(h.dtype)
+    n_rows, _, n_channels = h.shape
+    crow_t, col_t, order = transposed_pattern(crow, col)
+    values_t = values.to(dtype)[:, order].contiguous()
+    grad_u = empty(tuple(h.shape), dtype)
+    grad_rows = torch.zeros((n_rows, values.shape[-1]), dtype=dtype)
+    grad_h0 = torch.zeros((n_rows, n_channels), dtype=dtype)
+    if n_rows and n_channels:
+        _coupled.csr_backward(compute(grad_h).numpy(), compute(h).numpy(), crow.contiguous().numpy(),
+                              col.contiguous().numpy(), values_t.numpy(), crow_t.numpy(), col_t.numpy(),
+                              _matrix_index(values_index, values.shape[0]), compute(h0).numpy(),
+                              _coupled.NONLINEARITIES[nonlinearity], grad_u.numpy(), grad_rows.numpy(),
+                              grad_h0.numpy())
+    grad_values = _sum_rows(grad_rows, values_index, values.shape[0])
+    return grad_u.to(h.dtype), grad_values.to(values.dtype), grad_h0.to(h0.dtype)

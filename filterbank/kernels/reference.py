@@ -17,6 +17,11 @@ the frame energies).
     grad_x, grad_b, grad_a, grad_zi = band_energy_backward(grad, x, x_index, b, a, zi, checkpoints, window, hop,
                                                            offset, square, limits, spacing, want_grad_x)
     energy, zf, bands = stream_band_energy(x, sos, zi, history, window, hop, n_frames, square)
+    h = banded_recurrence(u, band, band_index, h0, lower, nonlinearity)
+    grad_u, grad_band, grad_h0 = banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
+    h = csr_recurrence(u, crow, col, values, values_index, h0, nonlinearity)
+    grad_u, grad_values, grad_h0 = csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0,
+                                                           nonlinearity)
 
     x:       (rows, time)             distinct input signals
     x_index: (channels,) int64        row of ``x`` each channel reads
@@ -30,6 +35,16 @@ the frame energies).
     limits:  (channels,) int64        samples at or past ``limits[p]`` count as zero
     checkpoints: (ceil(time / spacing), sections, order, channels)
              checkpoints[j, s, h, p] is section s's output at time j spacing - order + h (zero before 0)
+
+The coupled recurrences ``h[t] = f(A h[t-1] + u[t])`` are channels-last, one
+row per sequence (``f``: "identity", "tanh" or "relu"):
+
+    u, h:    (rows, time, C)          input and output; h0: (rows, C)
+    band:    (matrices, C, W)         band[m, i, d] = A_m[i, i + d - lower], W = lower + upper + 1
+                                      (entries whose column falls outside [0, C) are not read)
+    crow:    (C + 1,) int64, col: (nnz,) int64   one CSR pattern, columns sorted within each row
+    values:  (matrices, nnz)          A_m's non-zeros in that order
+    band_index, values_index: (rows,) int64      the matrix each row uses
 
 The streaming step has its own shapes (one bank of filters over every row):
 
@@ -50,7 +65,9 @@ from torch import Tensor
 from ._dtypes import compute_dtype
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
-           "band_energy", "band_energy_backward", "stream_band_energy"]
+           "band_energy", "band_energy_backward", "stream_band_energy", "banded_recurrence",
+           "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward", "band_to_dense",
+           "dense_to_band", "csr_to_dense", "ACTIVATIONS"]
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,3 +241,127 @@ def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, wind
         energy = (energy + floor) ** power
     return (energy.reshape(batch + (n_filters, n_frames)), zf.reshape(batch + (n_filters, n_sections, 2)),
             buffer[:, n_frames * hop :].reshape(batch + (n_filters, -1)))
+
+
+# --------------------------------------------------------------------------
+# Coupled recurrences: a plain time loop with the dense matrices.
+
+ACTIVATIONS = {"identity": lambda z: z, "tanh": torch.tanh, "relu": torch.relu}
+
+
+def band_to_dense(band: Tensor, lower: int) -> Tensor:
+    """(M, C, C) the matrices whose bands ``band`` (M, C, W) holds (``band[m, i, d]`` at column ``i + d - lower``)."""
+    n_matrices, n_channels, width = band.shape
+    rows = torch.arange(n_channels, device=band.device).unsqueeze(-1).expand(n_channels, width)
+    columns = rows + torch.arange(width, device=band.device) - lower
+    inside = (columns >= 0) & (columns < n_channels)
+    dense = band.new_zeros((n_matrices, n_channels, n_channels))
+    dense[:, rows[inside], columns[inside]] = band[:, inside]
+    return dense
+
+
+def dense_to_band(dense: Tensor, lower: int, width: int) -> Tensor:
+    """(M, C, W) the bands of ``dense`` (M, C, C), zero where a band entry falls outside the matrix."""
+    n_channels = dense.shape[-1]
+    rows = torch.arange(n_channels, device=dense.device).unsqueeze(-1)
+    columns = rows + torch.arange(width, device=dense.device) - lower
+    inside = (columns >= 0) & (columns < n_channels)
+    return dense.gather(-1, columns.clamp(0, n_channels - 1).expand(dense.shape[0], -1, -1)) * inside
+
+
+def csr_to_dense(crow: Tensor, col: Tensor, values: Tensor, n_channels: int) -> Tensor:
+    """(M, C, C) the matrices with the CSR pattern ``crow, col`` and non-zeros ``values`` (M, nnz)."""
+    rows = torch.repeat_interleave(torch.arange(n_channels, device=values.device), crow.diff())
+    dense = values.new_zeros((values.shape[0], n_channels, n_channels))
+    dense[:, rows, col] = values
+    return dense
+
+
+def _times(matrices: Tensor, index: Tensor, state: Tensor) -> Tensor:
+    """(rows, C) ``matrices[index[n]] @ state[n]`` for every row, without a copy of the matrix per row."""
+    if matrices.shape[0] == 1:
+        return state @ matrices[0].transpose(0, 1)
+    return torch.einsum("nij,nj->ni", matrices[index], state)
+
+
+def _dense_recurrence(u: Tensor, matrices: Tensor, index: Tensor, h0: Tensor, nonlinearity: str) -> Tensor:
+    """``h[t] = f(A h[t-1] + u[t])``, A = ``matrices[index[row]]``, one step at a time.
+
+    Equivalent Python loop, per row::
+
+        h = h0
+        for t in range(T):
+            h = f(A @ h + u[t])
+    """
+    dtype = compute_dtype(u.dtype)
+    activate = ACTIVATIONS[nonlinearity]
+    state = h0.to(dtype)
+    steps = []
+    for t in range(u.shape[1]):
+        state = activate(_times(matrices.to(dtype), index, state) + u[:, t].to(dtype))
+        steps.append(state)
+    h = torch.stack(steps, 1) if steps else u.new_zeros(u.shape, dtype=dtype)
+    return h.to(u.dtype)
+
+
+def _slope(h: Tensor, nonlinearity: str) -> Tensor:
+    """``f'(z)`` from ``h = f(z)``: 1, ``1 - h^2`` (tanh) or ``h > 0`` (relu)."""
+    if nonlinearity == "tanh":
+        return 1 - h * h
+    if nonlinearity == "relu":
+        return (h > 0).to(h.dtype)
+    return torch.ones_like(h)
+
+
+def _dense_backward(grad_h: Tensor, h: Tensor, matrices: Tensor, index: Tensor, h0: Tensor, nonlinearity: str
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """The reverse-time recursion with the dense matrices (docs/design.md, "Coupled recurrences"):
+    ``delta[t] = f'(z[t]) (g[t] + A^T delta[t+1])``; returns ``(delta, dL/dA (M, C, C), A^T delta[0])``.
+    Written in torch operations, so it is itself differentiable (double backward)."""
+    dtype = compute_dtype(h.dtype)
+    # A^T delta is delta A, the rows of delta times the matrices.
+    transposed = matrices.to(dtype).transpose(-1, -2)
+    g, out, start = grad_h.to(dtype), h.to(dtype), h0.to(dtype)
+    slope = _slope(out, nonlinearity)
+    carry = torch.zeros_like(start)
+    deltas = [start] * h.shape[1]
+    for t in reversed(range(h.shape[1])):
+        deltas[t] = slope[:, t] * (g[:, t] + carry)
+        carry = _times(transposed, index, deltas[t])
+    if not deltas:
+        return grad_h.new_zeros(h.shape), torch.zeros_like(matrices), torch.zeros_like(h0)
+    delta = torch.stack(deltas, 1)
+    before = torch.cat([start.unsqueeze(1), out[:, :-1]], 1)
+    per_row = torch.einsum("nti,ntj->nij", delta, before)
+    grad_matrices = per_row.new_zeros(matrices.shape).index_add(0, index, per_row)
+    return delta.to(h.dtype), grad_matrices.to(matrices.dtype), carry.to(h0.dtype)
+
+
+def banded_recurrence(u: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                      nonlinearity: str) -> Tensor:
+    """``h[t] = f(A h[t-1] + u[t])`` with A banded (the shapes above); ``h`` (rows, time, C)."""
+    return _dense_recurrence(u, band_to_dense(band, lower), band_index, h0, nonlinearity)
+
+
+def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                               nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(grad_u, grad_band, grad_h0)`` for a gradient ``grad_h`` on :func:`banded_recurrence`'s output ``h``."""
+    grad_u, grad_dense, grad_h0 = _dense_backward(grad_h, h, band_to_dense(band, lower), band_index, h0,
+                                                  nonlinearity)
+    return grad_u, dense_to_band(grad_dense, lower, band.shape[-1]), grad_h0
+
+
+def csr_recurrence(u: Tensor, crow: Tensor, col: Tensor, values: Tensor, values_index: Tensor, h0: Tensor,
+                   nonlinearity: str) -> Tensor:
+    """``h[t] = f(A h[t-1] + u[t])`` with A sparse (the shapes above); ``h`` (rows, time, C)."""
+    return _dense_recurrence(u, csr_to_dense(crow, col, values, u.shape[-1]), values_index, h0, nonlinearity)
+
+
+def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor, values: Tensor,
+                            values_index: Tensor, h0: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(grad_u, grad_values, grad_h0)`` for a gradient ``grad_h`` on :func:`csr_recurrence`'s output ``h``."""
+    n_channels = h.shape[-1]
+    grad_u, grad_dense, grad_h0 = _dense_backward(grad_h, h, csr_to_dense(crow, col, values, n_channels),
+                                                  values_index, h0, nonlinearity)
+    rows = torch.repeat_interleave(torch.arange(n_channels, device=values.device), crow.diff())
+    return grad_u, grad_dense[:, rows, col], grad_h0

@@ -1,0 +1,138 @@
+"""The op layer of the coupled recurrences: ``h[t] = f(A h[t-1] + u[t])`` with A banded or CSR.
+
+``filterbank::banded_recurrence`` and ``filterbank::csr_recurrence`` run the
+recurrence; their backwards (``..._backward``) run the reverse-time
+recursion with ``A^T`` (docs/design.md, "Coupled recurrences"), from the
+saved output alone: ``f'`` is a function of ``h = f(z)`` for every
+nonlinearity taken. Both have fake implementations for ``torch.compile``.
+When a graph of the backward is asked for (double backward), the backward
+is the reference's recursion written in torch operations, differentiable
+by autograd. The storage conversions ``band_to_dense``/``dense_to_band`` are
+the reference's, for the layers above.
+
+Kernels are chosen by ``filterbank._ops``'s one backend function. Shapes
+(channels-last, one row per sequence; ``filterbank.kernels.reference``):
+
+    u, h: (rows, time, C)   h0: (rows, C)   band: (M, C, W)   values: (M, nnz)
+    crow: (C + 1,) int64    col: (nnz,) int64   band_index, values_index: (rows,) int64
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _checks
+from ._ops import _backend
+from .kernels import reference as _reference
+from .kernels.reference import band_to_dense, dense_to_band
+
+__all__ = ["banded_recurrence", "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward",
+           "band_to_dense", "dense_to_band"]
+
+
+# --------------------------------------------------------------------------
+# Banded.
+
+
+@torch.library.custom_op("filterbank::banded_recurrence", mutates_args=())
+def banded_recurrence(u: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                      nonlinearity: str) -> Tensor:
+    """``h[n, t] = f(A h[n, t-1] + u[n, t])``, ``A[i, i + d - lower] = band[band_index[n], i, d]``;
+    h (rows, time, C)."""
+    return _backend("banded_recurrence", u.device).banded_recurrence(u, band, band_index, h0, lower, nonlinearity)
+
+
+@banded_recurrence.register_fake
+def _(u, band, band_index, h0, lower, nonlinearity):
+    return u.new_empty(u.shape)
+
+
+@torch.library.custom_op("filterbank::banded_recurrence_backward", mutates_args=())
+def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                               nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(grad_u, grad_band, grad_h0)`` for a gradient ``grad_h`` on :func:`banded_recurrence`'s output ``h``."""
+    backend = _backend("banded_recurrence_backward", h.device)
+    return backend.banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
+
+
+@banded_recurrence_backward.register_fake
+def _(grad_h, h, band, band_index, h0, lower, nonlinearity):
+    return h.new_empty(h.shape), band.new_empty(band.shape), h0.new_empty(h0.shape)
+
+
+def _banded_setup_context(ctx, inputs, output):
+    u, band, band_index, h0, lower, nonlinearity = inputs
+    ctx.save_for_backward(output, band, band_index, h0)
+    ctx.options = (lower, nonlinearity)
+
+
+def _banded_backward(ctx, grad_h):
+    h, band, band_index, h0 = ctx.saved_tensors
+    lower, nonlinearity = ctx.options
+    if torch.is_grad_enabled():
+        grads = _reference.banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
+    else:
+        grads = banded_recurrence_backward(grad_h.contiguous(), h, band, band_index, h0, lower, nonlinearity)
+    grad_u, grad_band, grad_h0 = grads
+    needs = ctx.needs_input_grad
+    return (grad_u if needs[0] else None, grad_band if needs[1] else None, None, grad_h0 if needs[3] else None,
+            None, None)
+
+
+banded_recurrence.register_autograd(_banded_backward, setup_context=_banded_setup_context)
+
+
+# --------------------------------------------------------------------------
+# CSR.
+
+
+@torch.library.custom_op("filterbank::csr_recurrence", mutates_args=())
+def csr_recurrence(u: Tensor, crow: Tensor, col: Tensor, values: Tensor, values_index: Tensor, h0: Tensor,
+                   nonlinearity: str) -> Tensor:
+    """``h[n, t] = f(A h[n, t-1] + u[n, t])``, A the CSR matrix ``(crow, col, values[values_index[n]])``."""
+    # The functional API checks the pattern with the caller's names; this is
+    # the backstop for direct op calls: the kernels index with it unchecked.
+    _checks.csr_pattern(crow, col, u.shape[-1])
+    backend = _backend("csr_recurrence", u.device)
+    return backend.csr_recurrence(u, crow, col, values, values_index, h0, nonlinearity)
+
+
+@csr_recurrence.register_fake
+def _(u, crow, col, values, values_index, h0, nonlinearity):
+    return u.new_empty(u.shape)
+
+
+@torch.library.custom_op("filterbank::csr_recurrence_backward", mutates_args=())
+def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor, values: Tensor,
+                            values_index: Tensor, h0: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(grad_u, grad_values, grad_h0)`` for a gradient ``grad_h`` on :func:`csr_recurrence`'s output ``h``."""
+    backend = _backend("csr_recurrence_backward", h.device)
+    return backend.csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, nonlinearity)
+
+
+@csr_recurrence_backward.register_fake
+def _(grad_h, h, crow, col, values, values_index, h0, nonlinearity):
+    return h.new_empty(h.shape), values.new_empty(values.shape), h0.new_empty(h0.shape)
+
+
+def _csr_setup_context(ctx, inputs, output):
+    u, crow, col, values, values_index, h0, nonlinearity = inputs
+    ctx.save_for_backward(output, crow, col, values, values_index, h0)
+    ctx.nonlinearity = nonlinearity
+
+
+def _csr_backward(ctx, grad_h):
+    h, crow, col, values, values_index, h0 = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        grads = _reference.csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, ctx.nonlinearity)
+    else:
+        grads = csr_recurrence_backward(grad_h.contiguous(), h, crow, col, values, values_index, h0,
+                                        ctx.nonlinearity)
+    grad_u, grad_values, grad_h0 = grads
+    needs = ctx.needs_input_grad
+    return (grad_u if needs[0] else None, None, None, grad_values if needs[3] else None, None,
+            grad_h0 if needs[5] else None, None)
+
+
+csr_recurrence.register_autograd(_csr_backward, setup_context=_csr_setup_context)

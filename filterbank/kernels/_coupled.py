@@ -1,0 +1,370 @@
+"""numba kernels of the coupled recurrences ``h[t] = f(A h[t-1] + u[t])``, A banded or CSR.
+
+One sequence (row) per task on numba's threads (``_threads.py``), in time
+order; within a step the work runs along the channels, contiguous in memory:
+
+* banded: the band is stored diagonal-major, ``band_t[m, d, i] = A[i, i + d -
+  lower]``, so ``A h`` is ``W`` shifted, contiguous multiply-adds over the
+  channels (LLVM vectorises them), and ``A^T delta`` is the same loop
+  scattering to ``i + d - lower``: the transpose needs no copy;
+* CSR: each row's non-zeros gather from the previous state; ``A^T delta``
+  runs over the transposed pattern (``crow_t, col_t``, values ``values_t``),
+  built once per call by the caller.
+
+The backward is the reverse-time recursion of docs/design.md ("Coupled
+recurrences"): ``delta[t] = f'(z[t]) (g[t] + A^T delta[t+1])`` with ``f'``
+from the saved output, ``dL/dA`` on the structure only, summed per row into
+``grad_band_rows`` / ``grad_values_rows`` (the caller adds the rows that share
+a matrix), and ``dL/dh0 = A^T delta[0]``.
+
+Shapes as in ``filterbank.kernels.reference``, with ``band_t`` (M, W, C).
+Nonlinearity codes: 0 identity, 1 tanh, 2 relu.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._simd import (
+    borrow, group_width, vadd, vclamp, vdiv, vfma, vfnma, vload, vmax, vmul, vsplat, vstore, vwhere_positive,
+)
+from ._threads import array3, compiled, launch, matrix, pack, slots_of, tiles_of, value, vector
+from ._tiles import JIT
+
+__all__ = ["NONLINEARITIES", "band_layout", "banded_forward", "banded_backward", "csr_forward", "csr_backward"]
+
+NONLINEARITIES = {"identity": 0, "tanh": 1, "relu": 2}
+
+
+@numba.njit(inline="always", **JIT)
+def _activate(z, kind):
+    """``z <- f(z)`` over one step's channels."""
+    if kind == 1:
+        for i in range(z.shape[0]):
+            z[i] = np.tanh(z[i])
+    elif kind == 2:
+        for i in range(z.shape[0]):
+            z[i] = max(z[i], z[i] - z[i])
+
+
+@numba.njit(inline="always", **JIT)
+def _adjoint_step(delta, grad, out, carry, kind):
+    """``delta = f'(z) (grad + carry)``, ``f'`` from the output ``out = f(z)``."""
+    if kind == 1:
+        for i in range(delta.shape[0]):
+            total = grad[i] + carry[i]
+            delta[i] = total - total * out[i] * out[i]
+    elif kind == 2:
+        for i in range(delta.shape[0]):
+            delta[i] = grad[i] + carry[i] if out[i] > 0 else out[i] - out[i]
+    else:
+        for i in range(delta.shape[0]):
+            delta[i] = grad[i] + carry[i]
+
+
+# --------------------------------------------------------------------------
+# Banded.
+
+
+@numba.njit(inline="always", **JIT)
+def _load(matrix, row, i0, n_channels, spare):
+    """Lanes ``matrix[row, i0 : i0 + G]``, zero past ``n_channels`` (the last group goes through ``spare``)."""
+    if i0 + spare.shape[1] <= n_channels:
+        return vload(matrix, row, i0)
+    for c in range(spare.shape[1]):
+        spare[0, c] = matrix[row, i0 + c] if i0 + c < n_channels else 0.0
+    return vload(spare, 0, 0)
+
+
+@numba.njit(inline="always", **JIT)
+def _store(matrix, row, i0, n_channels, spare, value):
+    """``matrix[row, i0 : i0 + G] = value``, the lanes before ``n_channels`` only."""
+    if i0 + spare.shape[1] <= n_channels:
+        vstore(matrix, row, i0, value)
+        return
+    vstore(spare, 0, 0, value)
+    for c in range(n_channels - i0):
+        matrix[row, i0 + c] = spare[0, c]
+
+
+# tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond, tanh rounds to +-1 in
+# float32): a (4, 4) rational fit of least maximum relative error, 2e-8 in
+# exact arithmetic, 6 ulp at most when evaluated in float32 (measured on 2e6
+# points). float64 keeps libm's tanh.
+_TANH_P = (9.9999997947041641e-01, 1.3381026708432986e-01, 3.4955893847092453e-03, 2.0609102271919471e-05,
+           1.3354687458382554e-08)
+_TANH_Q = (1.0, 4.6714342302493300e-01, 2.5876987018008332e-02, 3.2856368453223507e-04, 7.7765693004066608e-07)
+
+
+@numba.njit(inline="always", **JIT)
+def _vtanh(z, like):
+    """Lane-wise tanh of a float32 lane vector (``like``: an array of its dtype)."""
+    x = vclamp(z, 9.0)
+    s = vmul(x, x)
+    p = vfma(vfma(vfma(vfma(vsplat(like, _TANH_P[4]), s, vsplat(like, _TANH_P[3])), s, vsplat(like, _TANH_P[2])),
+                  s, vsplat(like, _TANH_P[1])), s, vsplat(like, _TANH_P[0]))
+    q = vfma(vfma(vfma(vfma(vsplat(like, _TANH_Q[4]), s, vsplat(like, _TANH_Q[3])), s, vsplat(like, _TANH_Q[2])),
+                  s, vsplat(like, _TANH_Q[1])), s, vsplat(like, _TANH_Q[0]))
+    return vclamp(vdiv(vmul(x, p), q), 1.0)
+
+
+@numba.njit(inline="always", **JIT)
+def _tanh_row(matrix, row, start, n_channels, spare):
+    """``matrix[row, start : start + n_channels] = tanh(...)``: lane groups in float32, libm in float64."""
+    if matrix.itemsize == 4:
+        for i0 in range(0, n_channels, spare.shape[1]):
+            # The lanes past n_channels hold zeros or padding; tanh keeps zeros zero.
+            vstore(matrix, row, start + i0, _vtanh(vload(matrix, row, start + i0), matrix))
+    else:
+        for c in range(n_channels):
+            matrix[row, start + c] = np.tanh(matrix[row, start + c])
+
+
+@numba.njit(**JIT)
+def banded_rows(rows, u, band_t, band_index, h0, h, lower, pad, kind):
+    """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])`` for the rows ``rows``.
+
+    ``band_t`` (M, W, pad + Cp + pad): diagonal d of channel i at column
+    ``pad + i``, zero where ``i + d - lower`` is outside the matrix and past
+    C (Cp: C rounded up to whole lane groups). The state of the step before
+    sits in a buffer of the same padding (zeros outside the C channels), so a
+    diagonal is one shifted vector load and a multiply-add per lane group.
+    """
+    n_time, n_channels = u.shape[1], u.shape[2]
+    width, padded = band_t.shape[1], band_t.shape[2]
+    group = group_width(u.itemsize)
+    state = np.zeros((2, padded), u.dtype)
+    spare = np.zeros((1, group), u.dtype)
+    for n in rows:
+        band = borrow(band_t, band_index[n])
+        un, hn = borrow(u, n), borrow(h, n)
+        for c in range(n_channels):
+            state[0, pad + c] = h0[n, c]
+        for t in range(n_time):
+            before, now = t % 2, 1 - t % 2
+            for i0 in range(0, n_channels, group):
+                z = _load(un, t, i0, n_channels, spare)
+                for d in range(width):
+                    z = vfma(vload(band, d, pad + i0), vload(state, before, pad + i0 + d - lower), z)
+                if kind == 2:
+                    z = vmax(z, vsplat(u, 0.0))
+                vstore(state, now, pad + i0, z)
+            if kind == 1:
+                _tanh_row(state, now, pad, n_channels, spare)
+            for i0 in range(0, n_channels, group):
+                _store(hn, t, i0, n_channels, spare, vload(state, now, pad + i0))
+
+
+@numba.njit(**JIT)
+def banded_backward_rows(rows, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows,
+                         grad_h0):
+    """Backward for the rows ``rows``: ``grad_u`` (N, T, C), ``grad_band_rows`` (N, W, pad + Cp + pad) (column
+    ``pad + i`` for channel i), ``grad_h0`` (N, C); ``band_t`` as in :func:`banded_rows`.
+
+    ``A^T delta`` gathers, for channel j, diagonal d of channel ``j - (d -
+    lower)``: a shifted load of the band and of the padded ``delta``.
+    """
+    n_time, n_channels = h.shape[1], h.shape[2]
+    width, padded = band_t.shape[1], band_t.shape[2]
+    group = group_width(h.itemsize)
+    delta = np.zeros((1, padded), h.dtype)
+    carry = np.zeros((1, padded), h.dtype)  # A^T delta[t+1]; after the loop, A^T delta[0]
+    before = np.zeros((1, padded), h.dtype)  # h[t-1]
+    spare = np.zeros((1, group), h.dtype)
+    for n in rows:
+        band = borrow(band_t, band_index[n])
+        gn, hn, dn = borrow(grad_h, n), borrow(h, n), borrow(grad_u, n)
+        grad_band = borrow(grad_band_rows, n)
+        for c in range(padded):
+            carry[0, c] = 0.0
+        for d in range(width):
+            for c in range(padded):
+                grad_band[d, c] = 0.0
+        for tt in range(n_time):
+            t = n_time - 1 - tt
+            for i0 in range(0, n_channels, group):
+                total = vadd(_load(gn, t, i0, n_channels, spare), vload(carry, 0, pad + i0))
+                if kind == 1:
+                    out = _load(hn, t, i0, n_channels, spare)
+                    total = vfnma(vmul(total, out), out, total)
+                elif kind == 2:
+                    total = vwhere_positive(_load(hn, t, i0, n_channels, spare), total)
+                vstore(delta, 0, pad + i0, total)
+                _store(dn, t, i0, n_channels, spare, total)
+            for c in range(n_channels):
+                before[0, pad + c] = hn[t - 1, c] if t > 0 else h0[n, c]
+            for i0 in range(0, n_channels, group):
+                now = vload(delta, 0, pad + i0)
+                total = vmul(now, vsplat(h, 0.0))
+                for d in range(width):
+                    shift = d - lower
+                    vstore(grad_band, d, pad + i0,
+                           vfma(now, vload(before, 0, pad + i0 + shift), vload(grad_band, d, pad + i0)))
+                    total = vfma(vload(band, d, pad + i0 - shift), vload(delta, 0, pad + i0 - shift), total)
+                vstore(carry, 0, pad + i0, total)
+        for c in range(n_channels):
+            grad_h0[n, c] = carry[0, pad + c]
+
+
+# --------------------------------------------------------------------------
+# CSR.
+
+
+@numba.njit(**JIT)
+def csr_rows(rows, u, crow, col, values, values_index, h0, h, kind):
+    """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])``, A in CSR, for the rows ``rows``."""
+    n_time, n_channels = u.shape[1], u.shape[2]
+    for n in rows:
+        nonzeros = borrow(values, values_index[n])
+        un, hn = borrow(u, n), borrow(h, n)
+        for t in range(n_time):
+            prev = borrow(hn, t - 1) if t > 0 else borrow(h0, n)
+            now, inp = borrow(hn, t), borrow(un, t)
+            for i in range(n_channels):
+                total = inp[i]
+                for k in range(crow[i], crow[i + 1]):
+                    total += nonzeros[k] * prev[col[k]]
+                now[i] = total
+            _activate(now, kind)
+
+
+@numba.njit(**JIT)
+def csr_backward_rows(rows, grad_h, h, crow, col, values_t, crow_t, col_t, values_index, h0, kind, grad_u,
+                      grad_values_rows, grad_h0):
+    """Backward for the rows ``rows``: ``grad_u`` (N, T, C), ``grad_values_rows`` (N, nnz), ``grad_h0`` (N, C);
+    ``crow_t, col_t, values_t`` the transposed pattern and its values."""
+    n_time, n_channels = h.shape[1], h.shape[2]
+    zero = np.zeros(1, h.dtype)[0]  # sums in the arrays' dtype
+    for n in rows:
+        nonzeros_t = borrow(values_t, values_index[n])
+        gn, hn, dn = borrow(grad_h, n), borrow(h, n), borrow(grad_u, n)
+        grad_values = borrow(grad_values_rows, n)
+        carry = borrow(grad_h0, n)
+        for i in range(n_channels):
+            carry[i] = 0.0
+        for k in range(grad_values.shape[0]):
+            grad_values[k] = 0.0
+        for tt in range(n_time):
+            t = n_time - 1 - tt
+            delta = borrow(dn, t)
+            _adjoint_step(delta, borrow(gn, t), borrow(hn, t), carry, kind)
+            prev = borrow(hn, t - 1) if t > 0 else borrow(h0, n)
+            for i in range(n_channels):
+                for k in range(crow[i], crow[i + 1]):
+                    grad_values[k] += delta[i] * prev[col[k]]
+            for j in range(n_channels):
+                total = zero
+                for q in range(crow_t[j], crow_t[j + 1]):
+                    total += nonzeros_t[q] * delta[col_t[q]]
+                carry[j] = total
+
+
+# --------------------------------------------------------------------------
+# Entry points: one cfunc per kernel and dtype (``_threads.py``), a task per row.
+
+
+@numba.njit(inline="always", **JIT)
+def _banded_call(args, dims, data, dtype):
+    p = slots_of(data)
+    banded_rows(tiles_of(args, dims), array3(p, 0, dtype), array3(p, 1, dtype), vector(p, 2, np.int64),
+                matrix(p, 3, dtype), array3(p, 4, dtype), value(p, 5), value(p, 6), value(p, 7))
+
+
+@numba.njit(inline="always", **JIT)
+def _banded_backward_call(args, dims, data, dtype):
+    p = slots_of(data)
+    banded_backward_rows(tiles_of(args, dims), array3(p, 0, dtype), array3(p, 1, dtype), array3(p, 2, dtype),
+                         vector(p, 3, np.int64), matrix(p, 4, dtype), value(p, 5), value(p, 6), value(p, 7),
+                         array3(p, 8, dtype), array3(p, 9, dtype), matrix(p, 10, dtype))
+
+
+@numba.njit(inline="always", **JIT)
+def _csr_call(args, dims, data, dtype):
+    p = slots_of(data)
+    csr_rows(tiles_of(args, dims), array3(p, 0, dtype), vector(p, 1, np.int64), vector(p, 2, np.int64),
+             matrix(p, 3, dtype), vector(p, 4, np.int64), matrix(p, 5, dtype), array3(p, 6, dtype), value(p, 7))
+
+
+@numba.njit(inline="always", **JIT)
+def _csr_backward_call(args, dims, data, dtype):
+    p = slots_of(data)
+    csr_backward_rows(tiles_of(args, dims), array3(p, 0, dtype), array3(p, 1, dtype), vector(p, 2, np.int64),
+                      vector(p, 3, np.int64), matrix(p, 4, dtype), vector(p, 5, np.int64), vector(p, 6, np.int64),
+                      vector(p, 7, np.int64), matrix(p, 8, dtype), value(p, 9), array3(p, 10, dtype),
+                      matrix(p, 11, dtype), matrix(p, 12, dtype))
+
+
+def _banded_float32(args, dims, steps, data):
+    _banded_call(args, dims, data, np.float32)
+
+
+def _banded_float64(args, dims, steps, data):
+    _banded_call(args, dims, data, np.float64)
+
+
+def _banded_backward_float32(args, dims, steps, data):
+    _banded_backward_call(args, dims, data, np.float32)
+
+
+def _banded_backward_float64(args, dims, steps, data):
+    _banded_backward_call(args, dims, data, np.float64)
+
+
+def _csr_float32(args, dims, steps, data):
+    _csr_call(args, dims, data, np.float32)
+
+
+def _csr_float64(args, dims, steps, data):
+    _csr_call(args, dims, data, np.float64)
+
+
+def _csr_backward_float32(args, dims, steps, data):
+    _csr_backward_call(args, dims, data, np.float32)
+
+
+def _csr_backward_float64(args, dims, steps, data):
+    _csr_backward_call(args, dims, data, np.float64)
+
+
+_KERNELS = {
+    "banded": {np.dtype(np.float32): _banded_float32, np.dtype(np.float64): _banded_float64},
+    "banded_backward": {np.dtype(np.float32): _banded_backward_float32,
+                        np.dtype(np.float64): _banded_backward_float64},
+    "csr": {np.dtype(np.float32): _csr_float32, np.dtype(np.float64): _csr_float64},
+    "csr_backward": {np.dtype(np.float32): _csr_backward_float32, np.dtype(np.float64): _csr_backward_float64},
+}
+
+
+def _run(kernel: str, n_rows: int, *arguments) -> None:
+    launch(compiled(_KERNELS[kernel][arguments[0].dtype]), n_rows, pack(*arguments))
+
+
+def band_layout(n_channels: int, lower: int, upper: int, itemsize: int) -> tuple[int, int]:
+    """``(pad, padded)``: the padding either side and the row length of the kernels' padded band layout."""
+    group = 64 // itemsize
+    pad = -(-max(lower, upper, 1) // group) * group
+    return pad, pad + -(-n_channels // group) * group + pad
+
+
+def banded_forward(u, band_t, band_index, h0, h, lower, pad, kind):
+    """Fill ``h`` (:func:`banded_rows`); numpy arrays of one float dtype (indices int64), C-contiguous."""
+    _run("banded", u.shape[0], u, band_t, band_index, h0, h, lower, pad, kind)
+
+
+def banded_backward(grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows, grad_h0):
+    """Fill ``grad_u, grad_band_rows, grad_h0`` (:func:`banded_backward_rows`)."""
+    _run("banded_backward", h.shape[0], grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u,
+         grad_band_rows, grad_h0)
+
+
+def csr_forward(u, crow, col, values, values_index, h0, h, kind):
+    """Fill ``h`` (:func:`csr_rows`)."""
+    _run("csr", u.shape[0], u, crow, col, values, values_index, h0, h, kind)
+
+
+def csr_backward(grad_h, h, crow, col, values_t, crow_t, col_t, values_index, h0, kind, grad_u, grad_values_rows,
+                 grad_h0):
+    """Fill ``grad_u, grad_values_rows, grad_h0`` (:func:`csr_backward_rows`)."""
+    _run("csr_backward", h.shape[0], grad_h, h, crow, col, values_t, crow_t, col_t, values_index, h0, kind, grad_u,
+         grad_values_rows, grad_h0)
