@@ -135,7 +135,7 @@ def banded_recurrence(
     if dense:
         _checks.zero_outside_band("A", A, lower, upper)
         A = band_from_dense(A, (lower, upper))
-    band = A.reshape((-1, n_channels, width))
+    band = A.reshape((math.prod(A.shape[:-2]), n_channels, width))
 
     def call(u_rows, band_index, h0_rows):
         return _coupled_ops.banded_recurrence(u_rows, band, band_index, h0_rows, lower, nonlinearity)
@@ -193,7 +193,7 @@ def sparse_recurrence(
     if crow.device != signal.device or col.device != signal.device:
         raise ValueError(f"A's indices are on {crow.device} but u is on {signal.device}; move them to one device")
     crow, col = crow.to(torch.int64), col.to(torch.int64)
-    flat_values = values.reshape((-1, col.shape[0]))
+    flat_values = values.reshape((math.prod(values.shape[:-1]), col.shape[0]))
 
     def call(u_rows, values_index, h0_rows):
         return _coupled_ops.csr_recurrence(u_rows, crow, col, flat_values, values_index, h0_rows, nonlinearity)

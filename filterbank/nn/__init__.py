@@ -12,6 +12,9 @@ buffers: they move with the module but are not trained).
   (4th-order gammatones with learnable centre frequencies), :class:`IIRFilterbank`
   (even-order IIR filters learnt through their poles and zeros), and their
   base :class:`Filterbank`.
+* ``rnn``: :class:`BandedRNN` and :class:`SparseRNN`, Elman RNNs with
+  ``torch.nn.RNN``'s interface whose hidden-to-hidden matrix is banded or
+  sparse, on the kernels of ``filterbank.coupled``.
 * ``frontend``: :class:`FrontEnd`: filterbank -> energy -> smoothing low-pass
   -> decimation by ``hop_length`` -> compression (log, power law or learnable
   PCEN), shaped like ``torchaudio.transforms.MelSpectrogram``'s output.
@@ -26,5 +29,7 @@ A filterbank's output puts a filter axis before time: ``(n_filters, time)``,
 
 from .filterbanks import BiquadFilterbank, Filterbank, GammatoneFilterbank, IIRFilterbank
 from .frontend import FrontEnd
+from .rnn import BandedRNN, SparseRNN
 
-__all__ = ["Filterbank", "BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "FrontEnd"]
+__all__ = ["Filterbank", "BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "FrontEnd", "BandedRNN",
+           "SparseRNN"]
