@@ -262,13 +262,16 @@ def test_banded_kernels_match_reference(generator, dtype, nonlinearity, n_channe
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("nonlinearity", ["identity", "tanh", "relu"])
 @pytest.mark.parametrize("n_channels, density", [(1, 1.0), (13, 0.3), (70, 0.05), (9, 0.0)])
-def test_csr_kernels_match_reference(generator, dtype, nonlinearity, n_channels, density):
+@pytest.mark.parametrize("index", [[1, 0, 1], [0] * 3, [0] * 19], ids=["per-row matrices", "lanes", "lanes, 2 tiles"])
+def test_csr_kernels_match_reference(generator, dtype, nonlinearity, n_channels, density, index):
+    """Both kernels: one sequence per task (several matrices) and lane tiles of sequences (one matrix)."""
     crow, col = random_pattern(generator, n_channels, density)
-    index = torch.tensor([1, 0, 1])
-    u = torch.randn(3, 17, n_channels, generator=generator, dtype=torch.float64)
-    values = torch.randn(2, col.shape[0], generator=generator, dtype=torch.float64) * 0.4
-    h0 = torch.randn(3, n_channels, generator=generator, dtype=torch.float64)
-    grad = torch.randn(3, 17, n_channels, generator=generator, dtype=torch.float64)
+    index = torch.tensor(index)
+    n_rows = index.shape[0]
+    u = torch.randn(n_rows, 17, n_channels, generator=generator, dtype=torch.float64)
+    values = torch.randn(int(index.max()) + 1, col.shape[0], generator=generator, dtype=torch.float64) * 0.4
+    h0 = torch.randn(n_rows, n_channels, generator=generator, dtype=torch.float64)
+    grad = torch.randn(n_rows, 17, n_channels, generator=generator, dtype=torch.float64)
     want = reference.csr_recurrence(u, crow, col, values, index, h0, nonlinearity)
     want_grads = reference.csr_recurrence_backward(grad, want, crow, col, values, index, h0, nonlinearity)
     cast = [t.to(dtype) for t in (u, values, h0, grad)]

@@ -9,7 +9,9 @@ order; within a step the work runs along the channels, contiguous in memory:
   scattering to ``i + d - lower``: the transpose needs no copy;
 * CSR: each row's non-zeros gather from the previous state; ``A^T delta``
   runs over the transposed pattern (``crow_t, col_t``, values ``values_t``),
-  built once per call by the caller.
+  built once per call by the caller. With one matrix for the whole batch,
+  the sequences are laid out in lane tiles (G, T, C, L) and each non-zero is
+  one vector multiply-add across L sequences (``csr_tiles``).
 
 The backward is the reverse-time recursion of docs/design.md ("Coupled
 recurrences"): ``delta[t] = f'(z[t]) (g[t] + A^T delta[t+1])`` with ``f'``
@@ -27,12 +29,13 @@ import numba
 import numpy as np
 
 from ._simd import (
-    borrow, group_width, vadd, vclamp, vdiv, vfma, vfnma, vload, vmax, vmul, vsplat, vstore, vwhere_positive,
+    borrow, group_width, vadd, vclamp, vdiv, vfma, vfnma, vload, vmax, vmul, vsplat, vstore, vsum, vwhere_positive,
 )
 from ._threads import array3, compiled, launch, matrix, pack, slots_of, tiles_of, value, vector
-from ._tiles import JIT
+from ._tiles import JIT, block_to_rows, rows_to_block
 
-__all__ = ["NONLINEARITIES", "band_layout", "banded_forward", "banded_backward", "csr_forward", "csr_backward"]
+__all__ = ["NONLINEARITIES", "band_layout", "banded_forward", "banded_backward", "csr_forward", "csr_backward",
+           "csr_lanes_forward", "csr_lanes_backward"]
 
 NONLINEARITIES = {"identity": 0, "tanh": 1, "relu": 2}
 
@@ -192,8 +195,11 @@ def banded_backward_rows(rows, grad_h, h, band_t, band_index, h0, lower, pad, ki
                     total = vwhere_positive(_load(hn, t, i0, n_channels, spare), total)
                 vstore(delta, 0, pad + i0, total)
                 _store(dn, t, i0, n_channels, spare, total)
-            for c in range(n_channels):
-                before[0, pad + c] = hn[t - 1, c] if t > 0 else h0[n, c]
+            for i0 in range(0, n_channels, group):
+                if t > 0:
+                    vstore(before, 0, pad + i0, _load(hn, t - 1, i0, n_channels, spare))
+                else:
+                    vstore(before, 0, pad + i0, _load(h0, n, i0, n_channels, spare))
             for i0 in range(0, n_channels, group):
                 now = vload(delta, 0, pad + i0)
                 total = vmul(now, vsplat(h, 0.0))
@@ -261,6 +267,122 @@ def csr_backward_rows(rows, grad_h, h, crow, col, values_t, crow_t, col_t, value
 
 
 # --------------------------------------------------------------------------
+# CSR with one matrix for the whole batch: lanes across sequences.
+#
+# A row's non-zeros gather from scattered columns of the state, which does not
+# vectorise along the channels; with one matrix for every sequence the same
+# gather serves a lane group of L sequences instead. Each step moves the
+# group's input (and, backwards, its gradient and outputs) between the
+# sequences' rows (N, T * C) and a (C, L) buffer with the transposing block
+# moves of ``_tiles.py``, so each non-zero is one vector multiply-add across
+# L sequences and no transposed copy of the data is ever made.
+
+
+@numba.njit(inline="always", **JIT)
+def _tanh_lanes(matrix, row):
+    """``matrix[row, :] = tanh(...)`` for one lane vector's row of a 2-D array."""
+    if matrix.itemsize == 4:
+        vstore(matrix, row, 0, _vtanh(vload(matrix, row, 0), matrix))
+    else:
+        for c in range(matrix.shape[1]):
+            matrix[row, c] = np.tanh(matrix[row, c])
+
+
+@numba.njit(inline="always", **JIT)
+def _gather_row(state, crow, col, values, i, total):
+    """``total + sum_k values[k] state[col[k]]`` over row i's non-zeros, in four interleaved partial sums (the
+    multiply-adds of one sum wait for each other; four keep the FMA units busy)."""
+    zero = vmul(total, vsplat(state, 0.0))
+    s1, s2, s3 = zero, zero, zero
+    k, stop = crow[i], crow[i + 1]
+    while k + 4 <= stop:
+        total = vfma(vsplat(state, values[k]), vload(state, col[k], 0), total)
+        s1 = vfma(vsplat(state, values[k + 1]), vload(state, col[k + 1], 0), s1)
+        s2 = vfma(vsplat(state, values[k + 2]), vload(state, col[k + 2], 0), s2)
+        s3 = vfma(vsplat(state, values[k + 3]), vload(state, col[k + 3], 0), s3)
+        k += 4
+    while k < stop:
+        total = vfma(vsplat(state, values[k]), vload(state, col[k], 0), total)
+        k += 1
+    return vadd(vadd(total, s1), vadd(s2, s3))
+
+
+@numba.njit(**JIT)
+def csr_tiles(tiles, u, rows, crow, col, values, h0, h, n_channels, kind):
+    """Forward, a lane group of sequences per tile: ``u, h`` (N, T * C), ``h0`` (N, C), ``rows`` (N,) = 0..N-1,
+    ``values`` (nnz,); ``crow``, ``col`` int32."""
+    lanes = group_width(u.itemsize)
+    n_rows, n_time = u.shape[0], u.shape[1] // n_channels
+    buffers = np.zeros((3, n_channels, lanes), u.dtype)  # the input, and the states of two steps
+    inp = borrow(buffers, 0)
+    for g in tiles:
+        first = g * lanes
+        n = min(lanes, n_rows - first)
+        for c in range(n_channels):
+            for b in range(3):
+                vstore(borrow(buffers, b), c, 0, vsplat(u, 0.0))  # lanes past n stay zero
+        rows_to_block(h0, rows, first, n, 0, n_channels, borrow(buffers, 1), 0)
+        for t in range(n_time):
+            prev, now = borrow(buffers, 1 + t % 2), borrow(buffers, 2 - t % 2)
+            rows_to_block(u, rows, first, n, t * n_channels, n_channels, inp, 0)
+            for i in range(n_channels):
+                z = _gather_row(prev, crow, col, values, i, vload(inp, i, 0))
+                if kind == 2:
+                    z = vmax(z, vsplat(u, 0.0))
+                vstore(now, i, 0, z)
+                if kind == 1:
+                    _tanh_lanes(now, i)
+            block_to_rows(now, 0, h, rows, first, n, t * n_channels, n_channels)
+
+
+@numba.njit(**JIT)
+def csr_tiles_backward(tiles, grad_h, h, rows, crow, col, values_t, crow_t, col_t, h0, n_channels, kind, grad_u,
+                       grad_values_t, grad_h0):
+    """Backward, a lane group per tile: ``grad_h, h, grad_u`` (N, T * C) (``grad_u`` may be ``grad_h`` itself:
+    each step reads its gradient before writing it), ``grad_values_t`` (G, nnz) each tile's sum over its
+    lanes, ``grad_h0`` (N, C); the patterns int32."""
+    lanes = group_width(h.itemsize)
+    n_rows, n_time = h.shape[0], h.shape[1] // n_channels
+    # Buffers: 0 the gradient, 1 and 2 the outputs of steps t and t - 1, 3 delta, 4 A^T delta[t+1].
+    buffers = np.zeros((5, n_channels, lanes), h.dtype)
+    grad, delta, carry = borrow(buffers, 0), borrow(buffers, 3), borrow(buffers, 4)
+    for g in tiles:
+        first = g * lanes
+        n = min(lanes, n_rows - first)
+        grad_values = borrow(grad_values_t, g)
+        for c in range(n_channels):
+            for b in range(5):
+                vstore(borrow(buffers, b), c, 0, vsplat(h, 0.0))
+        for k in range(grad_values.shape[0]):
+            grad_values[k] = 0.0
+        rows_to_block(h, rows, first, n, (n_time - 1) * n_channels, n_channels, borrow(buffers, 1), 0)
+        for tt in range(n_time):
+            t = n_time - 1 - tt
+            out, prev = borrow(buffers, 1 + tt % 2), borrow(buffers, 2 - tt % 2)
+            rows_to_block(grad_h, rows, first, n, t * n_channels, n_channels, grad, 0)
+            for i in range(n_channels):
+                total = vadd(vload(grad, i, 0), vload(carry, i, 0))
+                if kind == 1:
+                    value = vload(out, i, 0)
+                    total = vfnma(vmul(total, value), value, total)
+                elif kind == 2:
+                    total = vwhere_positive(vload(out, i, 0), total)
+                vstore(delta, i, 0, total)
+            block_to_rows(delta, 0, grad_u, rows, first, n, t * n_channels, n_channels)
+            if t > 0:
+                rows_to_block(h, rows, first, n, (t - 1) * n_channels, n_channels, prev, 0)
+            else:
+                rows_to_block(h0, rows, first, n, 0, n_channels, prev, 0)
+            for i in range(n_channels):
+                now = vload(delta, i, 0)
+                for k in range(crow[i], crow[i + 1]):
+                    grad_values[k] += vsum(vmul(now, vload(prev, col[k], 0)))
+            for j in range(n_channels):
+                vstore(carry, j, 0, _gather_row(delta, crow_t, col_t, values_t, j, vsplat(h, 0.0)))
+        block_to_rows(carry, 0, grad_h0, rows, first, n, 0, n_channels)
+
+
+# --------------------------------------------------------------------------
 # Entry points: one cfunc per kernel and dtype (``_threads.py``), a task per row.
 
 
@@ -293,6 +415,39 @@ def _csr_backward_call(args, dims, data, dtype):
                       vector(p, 3, np.int64), matrix(p, 4, dtype), vector(p, 5, np.int64), vector(p, 6, np.int64),
                       vector(p, 7, np.int64), matrix(p, 8, dtype), value(p, 9), array3(p, 10, dtype),
                       matrix(p, 11, dtype), matrix(p, 12, dtype))
+
+
+@numba.njit(inline="always", **JIT)
+def _csr_tiles_call(args, dims, data, dtype):
+    p = slots_of(data)
+    csr_tiles(tiles_of(args, dims), matrix(p, 0, dtype), vector(p, 1, np.int64), vector(p, 2, np.int32),
+              vector(p, 3, np.int32), vector(p, 4, dtype), matrix(p, 5, dtype), matrix(p, 6, dtype), value(p, 7),
+              value(p, 8))
+
+
+@numba.njit(inline="always", **JIT)
+def _csr_tiles_backward_call(args, dims, data, dtype):
+    p = slots_of(data)
+    csr_tiles_backward(tiles_of(args, dims), matrix(p, 0, dtype), matrix(p, 1, dtype), vector(p, 2, np.int64),
+                       vector(p, 3, np.int32), vector(p, 4, np.int32), vector(p, 5, dtype), vector(p, 6, np.int32),
+                       vector(p, 7, np.int32), matrix(p, 8, dtype), value(p, 9), value(p, 10), matrix(p, 11, dtype),
+                       matrix(p, 12, dtype), matrix(p, 13, dtype))
+
+
+def _csr_tiles_float32(args, dims, steps, data):
+    _csr_tiles_call(args, dims, data, np.float32)
+
+
+def _csr_tiles_float64(args, dims, steps, data):
+    _csr_tiles_call(args, dims, data, np.float64)
+
+
+def _csr_tiles_backward_float32(args, dims, steps, data):
+    _csr_tiles_backward_call(args, dims, data, np.float32)
+
+
+def _csr_tiles_backward_float64(args, dims, steps, data):
+    _csr_tiles_backward_call(args, dims, data, np.float64)
 
 
 def _banded_float32(args, dims, steps, data):
@@ -333,6 +488,9 @@ _KERNELS = {
                         np.dtype(np.float64): _banded_backward_float64},
     "csr": {np.dtype(np.float32): _csr_float32, np.dtype(np.float64): _csr_float64},
     "csr_backward": {np.dtype(np.float32): _csr_backward_float32, np.dtype(np.float64): _csr_backward_float64},
+    "csr_tiles": {np.dtype(np.float32): _csr_tiles_float32, np.dtype(np.float64): _csr_tiles_float64},
+    "csr_tiles_backward": {np.dtype(np.float32): _csr_tiles_backward_float32,
+                           np.dtype(np.float64): _csr_tiles_backward_float64},
 }
 
 
@@ -368,3 +526,16 @@ def csr_backward(grad_h, h, crow, col, values_t, crow_t, col_t, values_index, h0
     """Fill ``grad_u, grad_values_rows, grad_h0`` (:func:`csr_backward_rows`)."""
     _run("csr_backward", h.shape[0], grad_h, h, crow, col, values_t, crow_t, col_t, values_index, h0, kind, grad_u,
          grad_values_rows, grad_h0)
+
+
+def csr_lanes_forward(u, crow, col, values, h0, h, n_channels, kind):
+    """Fill ``h`` (:func:`csr_tiles`): one matrix, sequences in lane groups; ``u, h`` (N, T * C)."""
+    lanes = 64 // u.itemsize
+    _run("csr_tiles", -(-u.shape[0] // lanes), u, np.arange(u.shape[0]), crow, col, values, h0, h, n_channels, kind)
+
+
+def csr_lanes_backward(grad_h, h, crow, col, values_t, crow_t, col_t, h0, n_channels, kind, grad_u, grad_values_t,
+                       grad_h0):
+    """Fill ``grad_u, grad_values_t, grad_h0`` (:func:`csr_tiles_backward`)."""
+    _run("csr_tiles_backward", grad_values_t.shape[0], grad_h, h, np.arange(h.shape[0]), crow, col, values_t,
+         crow_t, col_t, h0, n_channels, kind, grad_u, grad_values_t, grad_h0)

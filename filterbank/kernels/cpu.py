@@ -219,6 +219,21 @@ def _matrix_index(index: Tensor, n_matrices: int) -> np.ndarray:
     return index.contiguous().numpy()
 
 
+def _gradient_buffer(grad_h: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(grad, grad_u)``: the incoming gradient contiguous in ``dtype``, and where grad_u goes.
+
+    Where the gradient needs a copy (an expanded one, as ``sum()`` sends, or
+    another dtype), the copy is this call's own and the kernels write grad_u
+    over it (each step after reading it): one output-sized buffer less.
+    Otherwise grad_u gets a buffer of its own.
+    """
+    if grad_h.dtype == dtype and grad_h.is_contiguous():
+        return grad_h, empty(tuple(grad_h.shape), dtype)
+    grad = empty(tuple(grad_h.shape), dtype)
+    grad.copy_(grad_h)
+    return grad, grad
+
+
 def _sum_rows(per_row: Tensor, index: Tensor, n_matrices: int) -> Tensor:
     """(M, ...) the per-row gradients ``per_row`` (N, ...) summed over the rows that share a matrix."""
     if n_matrices == per_row.shape[0] and bool(torch.equal(index, torch.arange(n_matrices))):
@@ -257,11 +272,11 @@ def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_ind
     dtype = compute_dtype(h.dtype)
     n_rows, _, n_channels = h.shape
     band_t, pad = _padded_band(band, lower, dtype)
-    grad_u = empty(tuple(h.shape), dtype)
+    grad, grad_u = _gradient_buffer(grad_h, dtype)
     grad_rows = torch.zeros((n_rows,) + band_t.shape[1:], dtype=dtype)
     grad_h0 = torch.zeros((n_rows, n_channels), dtype=dtype)
     if n_rows and n_channels:
-        _coupled.banded_backward(compute(grad_h).numpy(), compute(h).numpy(), band_t.numpy(),
+        _coupled.banded_backward(grad.numpy(), compute(h).numpy(), band_t.numpy(),
                                  _matrix_index(band_index, band.shape[0]), compute(h0).numpy(), lower, pad,
                                  _coupled.NONLINEARITIES[nonlinearity], grad_u.numpy(), grad_rows.numpy(),
                                  grad_h0.numpy())
@@ -281,16 +296,34 @@ def transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tenso
     return crow_t, rows[order].contiguous(), order
 
 
+def _int32(indices: Tensor) -> np.ndarray:
+    """CSR indices as int32 (half the bytes the lane kernels stream each step; sizes are checked below 2^31)."""
+    return indices.to(torch.int32).contiguous().numpy()
+
+
+def _shared_matrix(values: Tensor, n_rows: int) -> bool:
+    """Whether every row uses the one CSR matrix and there are rows enough to fill lanes (the tile kernels)."""
+    return values.shape[0] == 1 and n_rows > 1 and values.shape[-1] < 2**31
+
+
 def csr_recurrence(u: Tensor, crow: Tensor, col: Tensor, values: Tensor, values_index: Tensor, h0: Tensor,
                    nonlinearity: str) -> Tensor:
     """Forward; see ``filterbank.kernels.reference.csr_recurrence``."""
     dtype = compute_dtype(u.dtype)
+    kind = _coupled.NONLINEARITIES[nonlinearity]
+    index = _matrix_index(values_index, values.shape[0])
+    if not u.numel():
+        return torch.zeros(u.shape, dtype=u.dtype)
+    if _shared_matrix(values, u.shape[0]):
+        n_rows, n_time, n_channels = u.shape
+        h = empty(tuple(u.shape), dtype)
+        _coupled.csr_lanes_forward(compute(u).reshape(n_rows, n_time * n_channels).numpy(), _int32(crow), _int32(col),
+                                   compute(values[0]).numpy(), compute(h0).numpy(),
+                                   h.reshape(n_rows, n_time * n_channels).numpy(), n_channels, kind)
+        return h.to(u.dtype)
     h = empty(tuple(u.shape), dtype)
-    if h.numel():
-        _coupled.csr_forward(compute(u).numpy(), crow.contiguous().numpy(), col.contiguous().numpy(),
-                             compute(values).numpy(), _matrix_index(values_index, values.shape[0]),
-                             compute(h0).numpy(),
-                             h.numpy(), _coupled.NONLINEARITIES[nonlinearity])
+    _coupled.csr_forward(compute(u).numpy(), crow.contiguous().numpy(), col.contiguous().numpy(),
+                         compute(values).numpy(), index, compute(h0).numpy(), h.numpy(), kind)
     return h.to(u.dtype)
 
 
@@ -299,16 +332,30 @@ def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor
     """Gradients; see ``filterbank.kernels.reference.csr_recurrence_backward``."""
     dtype = compute_dtype(h.dtype)
     n_rows, _, n_channels = h.shape
+    kind = _coupled.NONLINEARITIES[nonlinearity]
+    index = _matrix_index(values_index, values.shape[0])
     crow_t, col_t, order = transposed_pattern(crow, col)
     values_t = values.to(dtype)[:, order].contiguous()
+    if not (n_rows and n_channels):
+        return torch.zeros_like(h), torch.zeros_like(values), torch.zeros_like(h0)
+    if _shared_matrix(values, n_rows):
+        n_time = h.shape[1]
+        lanes = 64 // torch.empty((), dtype=dtype).element_size()
+        grad, grad_u = _gradient_buffer(grad_h, dtype)
+        grad_values_t = torch.empty((-(-n_rows // lanes), col.shape[0]), dtype=dtype)
+        grad_h0 = torch.empty((n_rows, n_channels), dtype=dtype)
+        flat = (n_rows, n_time * n_channels)
+        _coupled.csr_lanes_backward(grad.reshape(flat).numpy(), compute(h).reshape(flat).numpy(), _int32(crow),
+                                    _int32(col), values_t[0].numpy(), _int32(crow_t), _int32(col_t),
+                                    compute(h0).numpy(), n_channels, kind, grad_u.reshape(flat).numpy(),
+                                    grad_values_t.numpy(), grad_h0.numpy())
+        grad_values = grad_values_t.sum(0, keepdim=True)
+        return grad_u.to(h.dtype), grad_values.to(values.dtype), grad_h0.to(h0.dtype)
     grad_u = empty(tuple(h.shape), dtype)
     grad_rows = torch.zeros((n_rows, values.shape[-1]), dtype=dtype)
     grad_h0 = torch.zeros((n_rows, n_channels), dtype=dtype)
-    if n_rows and n_channels:
-        _coupled.csr_backward(compute(grad_h).numpy(), compute(h).numpy(), crow.contiguous().numpy(),
-                              col.contiguous().numpy(), values_t.numpy(), crow_t.numpy(), col_t.numpy(),
-                              _matrix_index(values_index, values.shape[0]), compute(h0).numpy(),
-                              _coupled.NONLINEARITIES[nonlinearity], grad_u.numpy(), grad_rows.numpy(),
-                              grad_h0.numpy())
+    _coupled.csr_backward(compute(grad_h).numpy(), compute(h).numpy(), crow.contiguous().numpy(),
+                          col.contiguous().numpy(), values_t.numpy(), crow_t.numpy(), col_t.numpy(), index,
+                          compute(h0).numpy(), kind, grad_u.numpy(), grad_rows.numpy(), grad_h0.numpy())
     grad_values = _sum_rows(grad_rows, values_index, values.shape[0])
     return grad_u.to(h.dtype), grad_values.to(values.dtype), grad_h0.to(h0.dtype)
