@@ -1,6 +1,6 @@
-// Python binding of the kernels (iir_scan.cu): checks the kernels' own
-// invariants, allocates the look-back workspaces and launches on the current
-// stream. The public checks with their user-facing messages live in
+// Python binding of the kernels (iir_scan.cu, coupled.cu): checks the
+// kernels' own invariants, allocates the look-back workspaces and launches on
+// the current stream. The public checks with their user-facing messages live in
 // filterbank/_checks.py. The same file builds the CUDA extension and, with
 // FILTERBANK_EMULATE, the CPU-thread one (tensors on the CPU), which also
 // reports the global-memory traffic it counted.
@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "coupled.h"
 #include "iir_scan.h"
 
 namespace {
@@ -176,10 +177,192 @@ at::Tensor cascade_backward(const at::Tensor& x, const at::Tensor& row_start, co
   return sums;
 }
 
+// ---------------------------------------------------------------------------
+// Coupled recurrences (coupled.h): h = f(A h[t-1] + u[t]) per row, channels last.
+
+struct CoupledShape {
+  int64_t rows, time, channels;
+};
+
+// u or h (N, T, C), h0 (N, C), index (N,) and the nonlinearity's number.
+CoupledShape check_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& h0, int64_t nonlinearity) {
+  TORCH_CHECK(on_kernel_device(x), "x must be on the kernels' device; got ", x.device());
+  TORCH_CHECK(x.dim() == 3, "x must have shape (rows, time, channels); got ", x.sizes());
+  TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "the kernels compute in float32 or float64; got ", x.scalar_type());
+  const CoupledShape shape{x.size(0), x.size(1), x.size(2)};
+  check_tensor(h0, "h0", x, {shape.rows, shape.channels});
+  check_tensor(index, "index", x, {shape.rows}, at::kLong);
+  TORCH_CHECK(nonlinearity >= filterbank::kIdentity && nonlinearity <= filterbank::kRelu,
+              "nonlinearity must be 0 (identity), 1 (tanh) or 2 (relu); got ", nonlinearity);
+  const int64_t largest = filterbank::max_coupled_channels(static_cast<int>(x.element_size()));
+  TORCH_CHECK(shape.channels <= largest, "the coupled kernels take at most ", largest, " channels in ",
+              x.scalar_type(), "; got ", shape.channels);
+  return shape;
+}
+
+void check_band(const at::Tensor& band, const at::Tensor& x, const CoupledShape& shape, int64_t lower) {
+  TORCH_CHECK(band.dim() == 3 && band.size(2) == shape.channels,
+              "band must have shape (matrices, width, channels); got ", band.sizes());
+  check_tensor(band, "band", x, {band.size(0), band.size(1), shape.channels});
+  TORCH_CHECK(band.size(0) >= 1 && band.size(1) >= 1, "band must hold a matrix and a diagonal; got ", band.sizes());
+  TORCH_CHECK(lower >= 0 && lower < band.size(1), "lower must be in [0, width); got ", lower, " for width ",
+              band.size(1));
+}
+
+void check_pattern(const at::Tensor& crow, const at::Tensor& col, const at::Tensor& values, const at::Tensor& x,
+                   const CoupledShape& shape, const char* crow_name, const char* col_name, const char* values_name) {
+  check_tensor(crow, crow_name, x, {shape.channels + 1}, at::kLong);
+  TORCH_CHECK(col.dim() == 1, col_name, " must have shape (nnz,); got ", col.sizes());
+  check_tensor(col, col_name, x, {col.size(0)}, at::kLong);
+  TORCH_CHECK(values.dim() == 2 && values.size(0) >= 1, values_name, " must have shape (matrices, nnz); got ",
+              values.sizes());
+  check_tensor(values, values_name, x, {values.size(0), col.size(0)});
+}
+
+template <typename scalar_t>
+filterbank::CoupledParams<scalar_t> coupled_params(const at::Tensor& index, const at::Tensor& h0,
+                                                   const CoupledShape& shape, int64_t nonlinearity) {
+  filterbank::CoupledParams<scalar_t> p{};
+  p.h0 = h0.data_ptr<scalar_t>();
+  p.index = index.data_ptr<int64_t>();
+  p.n_rows = shape.rows;
+  p.n_time = shape.time;
+  p.n_channels = shape.channels;
+  p.nonlinearity = static_cast<int>(nonlinearity);
+  return p;
+}
+
+void check_backward(const at::Tensor& grad_h, const at::Tensor& h, const at::Tensor& grad_u,
+                    const at::Tensor& grad_rows, const at::Tensor& grad_h0, const CoupledShape& shape,
+                    int64_t entries) {
+  check_tensor(grad_h, "grad_h", h, {shape.rows, shape.time, shape.channels});
+  check_tensor(grad_u, "grad_u", h, {shape.rows, shape.time, shape.channels});
+  check_tensor(grad_h0, "grad_h0", h, {shape.rows, shape.channels});
+  TORCH_CHECK(grad_rows.numel() == shape.rows * entries, "grad_rows must hold ", entries,
+              " entries per row; got shape ", grad_rows.sizes());
+  TORCH_CHECK(on_kernel_device(grad_rows) && grad_rows.device() == h.device() && grad_rows.is_contiguous() &&
+                  grad_rows.scalar_type() == at::kDouble,
+              "grad_rows must be a contiguous float64 tensor on the kernels' device");
+}
+
+// h = the recurrence over u with the banded matrices band (M, W, C) (diagonal
+// d of channel i at band[m, d, i]), row n using band[index[n]].
+void banded_forward(const at::Tensor& u, const at::Tensor& band, const at::Tensor& index, const at::Tensor& h0,
+                    const at::Tensor& h, int64_t lower, int64_t nonlinearity) {
+  const CoupledShape shape = check_rows(u, index, h0, nonlinearity);
+  check_band(band, u, shape, lower);
+  check_tensor(h, "h", u, {shape.rows, shape.time, shape.channels});
+  const DeviceScope scope(u);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "banded_forward", [&] {
+    auto p = coupled_params<scalar_t>(index, h0, shape, nonlinearity);
+    p.u = u.data_ptr<scalar_t>();
+    p.h = h.data_ptr<scalar_t>();
+    p.band = band.data_ptr<scalar_t>();
+    p.width = band.size(1);
+    p.lower = lower;
+    check_launch(filterbank::launch_banded_forward(p, scope.stream()), "banded_forward");
+  });
+}
+
+// The backward of banded_forward: grad_u, grad_h0 and each row's sums
+// grad_rows (N, W, C) float64 (reduce_rows sums the rows of each matrix).
+void banded_backward(const at::Tensor& grad_h, const at::Tensor& h, const at::Tensor& band, const at::Tensor& index,
+                     const at::Tensor& h0, int64_t lower, int64_t nonlinearity, const at::Tensor& grad_u,
+                     const at::Tensor& grad_rows, const at::Tensor& grad_h0) {
+  const CoupledShape shape = check_rows(h, index, h0, nonlinearity);
+  check_band(band, h, shape, lower);
+  check_backward(grad_h, h, grad_u, grad_rows, grad_h0, shape, band.size(1) * shape.channels);
+  const DeviceScope scope(h);
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "banded_backward", [&] {
+    auto p = coupled_params<scalar_t>(index, h0, shape, nonlinearity);
+    p.h = h.data_ptr<scalar_t>();
+    p.band = band.data_ptr<scalar_t>();
+    p.width = band.size(1);
+    p.lower = lower;
+    p.grad_h = grad_h.data_ptr<scalar_t>();
+    p.grad_u = grad_u.data_ptr<scalar_t>();
+    p.grad_h0 = grad_h0.data_ptr<scalar_t>();
+    p.grad_rows = grad_rows.data_ptr<double>();
+    check_launch(filterbank::launch_banded_backward(p, scope.stream()), "banded_backward");
+  });
+}
+
+// h = the recurrence with the CSR matrices (crow, col, values[index[n]]).
+void csr_forward(const at::Tensor& u, const at::Tensor& crow, const at::Tensor& col, const at::Tensor& values,
+                 const at::Tensor& index, const at::Tensor& h0, const at::Tensor& h, int64_t nonlinearity) {
+  const CoupledShape shape = check_rows(u, index, h0, nonlinearity);
+  check_pattern(crow, col, values, u, shape, "crow", "col", "values");
+  check_tensor(h, "h", u, {shape.rows, shape.time, shape.channels});
+  const DeviceScope scope(u);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "csr_forward", [&] {
+    auto p = coupled_params<scalar_t>(index, h0, shape, nonlinearity);
+    p.u = u.data_ptr<scalar_t>();
+    p.h = h.data_ptr<scalar_t>();
+    p.crow = crow.data_ptr<int64_t>();
+    p.col = col.data_ptr<int64_t>();
+    p.values = values.data_ptr<scalar_t>();
+    p.nnz = col.size(0);
+    check_launch(filterbank::launch_csr_forward(p, scope.stream()), "csr_forward");
+  });
+}
+
+// The backward of csr_forward, given A^T's pattern (crow_t, col_t) and values
+// values_t in its order: grad_u, grad_h0 and each row's sums grad_rows (N, nnz).
+void csr_backward(const at::Tensor& grad_h, const at::Tensor& h, const at::Tensor& crow, const at::Tensor& col,
+                  const at::Tensor& values, const at::Tensor& crow_t, const at::Tensor& col_t,
+                  const at::Tensor& values_t, const at::Tensor& index, const at::Tensor& h0, int64_t nonlinearity,
+                  const at::Tensor& grad_u, const at::Tensor& grad_rows, const at::Tensor& grad_h0) {
+  const CoupledShape shape = check_rows(h, index, h0, nonlinearity);
+  check_pattern(crow, col, values, h, shape, "crow", "col", "values");
+  check_pattern(crow_t, col_t, values_t, h, shape, "crow_t", "col_t", "values_t");
+  TORCH_CHECK(values_t.sizes() == values.sizes(), "values_t must have the shape of values ", values.sizes(),
+              "; got ", values_t.sizes());
+  check_backward(grad_h, h, grad_u, grad_rows, grad_h0, shape, col.size(0));
+  const DeviceScope scope(h);
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "csr_backward", [&] {
+    auto p = coupled_params<scalar_t>(index, h0, shape, nonlinearity);
+    p.h = h.data_ptr<scalar_t>();
+    p.crow = crow.data_ptr<int64_t>();
+    p.col = col.data_ptr<int64_t>();
+    p.values = values.data_ptr<scalar_t>();
+    p.crow_t = crow_t.data_ptr<int64_t>();
+    p.col_t = col_t.data_ptr<int64_t>();
+    p.values_t = values_t.data_ptr<scalar_t>();
+    p.nnz = col.size(0);
+    p.grad_h = grad_h.data_ptr<scalar_t>();
+    p.grad_u = grad_u.data_ptr<scalar_t>();
+    p.grad_h0 = grad_h0.data_ptr<scalar_t>();
+    p.grad_rows = grad_rows.data_ptr<double>();
+    check_launch(filterbank::launch_csr_backward(p, scope.stream()), "csr_backward");
+  });
+}
+
+// out (M, E) = per_row (N, E) summed over each matrix's rows in row order:
+// rows (N,) the rows sorted (stably) by matrix, start (M + 1,) where each
+// matrix's rows begin in it.
+void reduce_rows(const at::Tensor& per_row, const at::Tensor& rows, const at::Tensor& start, const at::Tensor& out) {
+  TORCH_CHECK(on_kernel_device(per_row), "per_row must be on the kernels' device; got ", per_row.device());
+  TORCH_CHECK(per_row.dim() == 2 && per_row.scalar_type() == at::kDouble && per_row.is_contiguous(),
+              "per_row must be a contiguous float64 (rows, entries) tensor; got ", per_row.sizes(), " ",
+              per_row.scalar_type());
+  check_tensor(rows, "rows", per_row, {per_row.size(0)}, at::kLong);
+  TORCH_CHECK(start.dim() == 1 && start.size(0) >= 1, "start must have shape (matrices + 1,); got ", start.sizes());
+  check_tensor(start, "start", per_row, {start.size(0)}, at::kLong);
+  check_tensor(out, "out", per_row, {start.size(0) - 1, per_row.size(1)});
+  const DeviceScope scope(per_row);
+  check_launch(filterbank::launch_reduce_rows(per_row.data_ptr<double>(), rows.data_ptr<int64_t>(),
+                                              start.data_ptr<int64_t>(), out.data_ptr<double>(), out.size(0),
+                                              out.size(1), scope.stream()),
+               "reduce_rows");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "filterbank's scan kernels (csrc/): a group of IIR sections in one pass, and its fused backward";
+  m.doc() = "filterbank's kernels (csrc/): a group of IIR sections in one pass and its fused backward; the coupled "
+            "recurrences and their backward";
   m.def("cascade_forward", &cascade_forward, "a group of IIR sections over every channel, y and zf",
         py::arg("x"), py::arg("row_start"), py::arg("channel_order"), py::arg("b"), py::arg("a"), py::arg("zi"),
         py::arg("y"), py::arg("zf"), py::arg("splits"), py::arg("bad_channel"));
@@ -189,6 +372,22 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("bad_channel"));
   m.attr("tile_float32") = filterbank::tile_length<float>();
   m.attr("tile_float64") = filterbank::tile_length<double>();
+  m.def("banded_forward", &banded_forward, "the banded coupled recurrence over every row, into h", py::arg("u"),
+        py::arg("band"), py::arg("index"), py::arg("h0"), py::arg("h"), py::arg("lower"), py::arg("nonlinearity"));
+  m.def("banded_backward", &banded_backward, "its backward: grad_u, each row's band sums, grad_h0",
+        py::arg("grad_h"), py::arg("h"), py::arg("band"), py::arg("index"), py::arg("h0"), py::arg("lower"),
+        py::arg("nonlinearity"), py::arg("grad_u"), py::arg("grad_rows"), py::arg("grad_h0"));
+  m.def("csr_forward", &csr_forward, "the CSR coupled recurrence over every row, into h", py::arg("u"),
+        py::arg("crow"), py::arg("col"), py::arg("values"), py::arg("index"), py::arg("h0"), py::arg("h"),
+        py::arg("nonlinearity"));
+  m.def("csr_backward", &csr_backward, "its backward: grad_u, each row's value sums, grad_h0", py::arg("grad_h"),
+        py::arg("h"), py::arg("crow"), py::arg("col"), py::arg("values"), py::arg("crow_t"), py::arg("col_t"),
+        py::arg("values_t"), py::arg("index"), py::arg("h0"), py::arg("nonlinearity"), py::arg("grad_u"),
+        py::arg("grad_rows"), py::arg("grad_h0"));
+  m.def("reduce_rows", &reduce_rows, "per-row sums summed over each matrix's rows, in row order",
+        py::arg("per_row"), py::arg("rows"), py::arg("start"), py::arg("out"));
+  m.def("max_coupled_channels", &filterbank::max_coupled_channels,
+        "the most channels the coupled kernels take for a dtype of this many bytes", py::arg("itemsize"));
   m.def("has_kernel", &filterbank::has_kernel, "whether groups of this order and size have a kernel",
         py::arg("order"), py::arg("sections"));
   m.attr("threads") = filterbank::kThreads;

@@ -40,10 +40,12 @@ step tests 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests
   tests/test_nn.py -k "cuda or nvcc or extension_builds"
 
 # A small case through forward and backward (2 tiles, a cascade of two
-# groups, shared and own input rows), for the sanitizers.
+# groups, shared and own input rows), and the coupled recurrences' kernels,
+# for the sanitizers.
 cat > "$out/sanitize_case.py" <<'EOF'
 import torch
 import filterbank
+import filterbank.coupled
 x = torch.randn(3, 1, 9000, device="cuda")
 sos = torch.tensor([[[0.2, 0.1, 0.3, 1.0, -0.5, 0.2]] * 5] * 4, device="cuda").requires_grad_()
 y, zf = filterbank.sosfilt(sos, x, zi=torch.zeros(3, 4, 5, 2, device="cuda"))
@@ -51,6 +53,16 @@ y, zf = filterbank.sosfilt(sos, x, zi=torch.zeros(3, 4, 5, 2, device="cuda"))
 b = torch.tensor([0.1, 0.2, 0.1], device="cuda")
 a = torch.tensor([1.0, -1.6, 0.7], device="cuda")
 filterbank.lfilter(b, a, torch.randn(2, 5000, device="cuda", dtype=torch.float64))
+# The coupled recurrences (csrc/coupled.cu): grouped rows, and rows wider than a block.
+for channels in (7, 1500):
+    band = (0.1 * torch.randn(2, channels, 5, device="cuda")).requires_grad_()
+    h, h_last = filterbank.coupled.banded_recurrence(torch.randn(3, 2, channels, 50, device="cuda"), band, (2, 2),
+                                                     h0=torch.zeros(3, 2, channels, device="cuda"))
+    (h.square().sum() + h_last.sum()).backward()
+crow = torch.tensor([0, 2, 2, 3], device="cuda")
+col = torch.tensor([0, 2, 1], device="cuda")
+values = torch.tensor([0.5, -0.2, 0.3], device="cuda").requires_grad_()
+filterbank.coupled.sparse_recurrence(torch.randn(4, 3, 20, device="cuda"), (crow, col, values)).sum().backward()
 torch.cuda.synchronize()
 print("sanitizer case ran")
 EOF

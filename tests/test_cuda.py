@@ -5,7 +5,8 @@ Without a GPU the kernels' own source runs on CPU threads (csrc/emulation.h,
 section runs in CI. ``test_kernels.py`` runs the same kernels ("emulated")
 through its shape cases; this file adds the numerically hard filters, long
 signals, the cascade grouping, the traffic model, determinism, the binding's
-own checks and the public API routed through the kernels.
+own checks and the public API routed through the kernels; and the coupled
+recurrences' kernels (csrc/coupled.cu) against the reference.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import scipy.signal
 import torch
 
 import filterbank
-from filterbank import _ops
+import filterbank.coupled
+from filterbank import _coupled_ops, _ops
 from filterbank.kernels import cpu, cuda
+from filterbank.kernels import reference as ref
 from helpers import (
-    FS, HARD_SECTIONS, TOLERANCE, assert_close64, bank_of, emulated_kernels, random_filter, random_sos,
-    relative_error,
+    FS, HARD_SECTIONS, TOLERANCE, assert_close64, assert_close_low, bank_of, emulated_kernels, random_filter,
+    random_sos, relative_error,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,22 +44,23 @@ def test_kernels_compile_with_nvcc(tmp_path):
     # No GPU needed: a syntax or template error in csrc/ cannot land.
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH")
-    result = subprocess.run(
-        ["nvcc", "-std=c++17", "-O3", "-arch=sm_90", "-c", str(CSRC / "iir_scan.cu"), "-o", str(tmp_path / "scan.o")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "warning" not in result.stderr.lower(), result.stderr[-4000:]
+    for name in ("iir_scan.cu", "coupled.cu"):
+        result = subprocess.run(
+            ["nvcc", "-std=c++17", "-O3", "-arch=sm_90", "-c", str(CSRC / name), "-o", str(tmp_path / f"{name}.o")],
+            capture_output=True, text=True,
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr[-4000:]}"
+        assert "warning" not in result.stderr.lower(), f"{name}: {result.stderr[-4000:]}"
 
 
 def test_kernels_compile_as_cpp_without_warnings():
     # The CPU-thread build of the same source (g++, -Wall -Wextra).
-    result = subprocess.run(
-        ["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-DFILTERBANK_EMULATE",
-         f"-I{CSRC}", str(ROOT / "tests" / "race_driver.cpp")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0 and not result.stderr, result.stderr[-4000:]
+    flags = ["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-DFILTERBANK_EMULATE",
+             f"-I{CSRC}"]
+    # The scan through its race driver; the coupled kernels alone and with the scan in one unit (emulated.cpp).
+    for source in (["tests/race_driver.cpp"], ["-x", "c++", "csrc/coupled.cu"], ["-x", "c++", "csrc/emulated.cpp"]):
+        result = subprocess.run(flags + source[:-1] + [str(ROOT / source[-1])], capture_output=True, text=True)
+        assert result.returncode == 0 and not result.stderr, f"{source[-1]}: {result.stderr[-4000:]}"
 
 
 def _torch_has_cuda_headers() -> bool:
@@ -75,7 +79,7 @@ def test_extension_builds(monkeypatch):
 
 def test_emulated_build_is_the_kernel_source(kernels):
     assert kernels.extension.emulated is True
-    assert "#include \"iir_scan.cu\"" in (CSRC / "emulated.cpp").read_text()
+    assert all(f"#include \"{name}\"" in (CSRC / "emulated.cpp").read_text() for name in ("iir_scan.cu", "coupled.cu"))
     assert kernels.extension.threads == 128 and kernels.extension.tile_float32 == 4096
 
 
@@ -444,6 +448,260 @@ def test_public_api_matches_scipy(through_kernels, rng):
 
 
 # --------------------------------------------------------------------------
+# Coupled recurrences (csrc/coupled.cu) against the reference. float64 within
+# 1e-12 of the reference's scale; float32 by the suite's ratio rule
+# (assert_close_low): the kernel's error against the float64 reference at most
+# LOW_PRECISION_RATIO times the float32 reference's own error, or 1e-5 of the
+# scale. The backwards take the same saved h in every comparison, so relu's
+# slope is the same function for all of them.
+
+NONLINEARITIES = ("identity", "tanh", "relu")
+BANDWIDTHS = [(0, 0), (2, 1), (0, 3), (8, 8)]
+SIZES = [(1, 100), (7, 1), (7, 100), (33, 5), (300, 5), (300, 100)]  # (C, T)
+ROW_MATRIX = torch.tensor([2, 0, 2, 1, 0])  # five rows over three matrices, one row alone with its matrix
+
+
+def _coupled(kernels, name, *args):
+    """``filterbank.kernels.cuda.<name>`` on the emulated extension."""
+    return kernels._call(name, *args)
+
+
+def _band_case(rng, n_channels, n_time, bandwidths, dtype=torch.float64):
+    lower, upper = bandwidths
+    width = lower + upper + 1
+    u = torch.tensor(rng.standard_normal((len(ROW_MATRIX), n_time, n_channels)), dtype=dtype)
+    # Rows of |A| summing to at most 0.9: a contraction, so T = 100 stays of order one.
+    band = torch.tensor(rng.uniform(-0.9, 0.9, (3, n_channels, width)) / width, dtype=dtype)
+    h0 = torch.tensor(rng.standard_normal((len(ROW_MATRIX), n_channels)), dtype=dtype)
+    return u, band, ROW_MATRIX, h0, lower
+
+
+def _csr_case(rng, n_channels, n_time, density=0.2, dtype=torch.float64):
+    mask = rng.random((n_channels, n_channels)) < density
+    mask[rng.random(n_channels) < 0.3] = False  # empty rows (and so, often, empty columns)
+    crow = torch.tensor(np.concatenate([[0], np.cumsum(mask.sum(1))]), dtype=torch.int64)
+    col = torch.tensor(np.nonzero(mask)[1], dtype=torch.int64)
+    per_row = max(1, int(mask.sum(1).max()))
+    values = torch.tensor(rng.uniform(-0.9, 0.9, (3, col.numel())) / per_row, dtype=dtype)
+    u = torch.tensor(rng.standard_normal((len(ROW_MATRIX), n_time, n_channels)), dtype=dtype)
+    h0 = torch.tensor(rng.standard_normal((len(ROW_MATRIX), n_channels)), dtype=dtype)
+    return u, crow, col, values, ROW_MATRIX, h0
+
+
+def _close(got, want, what, rtol=1e-12):
+    scale = max(float(want.abs().max()), 1e-300) if want.numel() else 1.0
+    error = float((got.double() - want.double()).abs().max()) if want.numel() else 0.0
+    assert got.shape == want.shape and got.dtype == want.dtype, f"{what}: {got.shape} {got.dtype}"
+    assert error <= rtol * scale, f"{what}: max error {error:.3e} > {rtol:.0e} x scale {scale:.3e}"
+
+
+@pytest.mark.parametrize("bandwidths", BANDWIDTHS)
+@pytest.mark.parametrize("n_channels, n_time", SIZES)
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_banded_recurrence_float64(kernels, rng, nonlinearity, n_channels, n_time, bandwidths):
+    u, band, index, h0, lower = _band_case(rng, n_channels, n_time, bandwidths)
+    h = _coupled(kernels, "banded_recurrence", u, band, index, h0, lower, nonlinearity)
+    _close(h, ref.banded_recurrence(u, band, index, h0, lower, nonlinearity), "h")
+    grad_h = torch.tensor(rng.standard_normal(h.shape))
+    got = _coupled(kernels, "banded_recurrence_backward", grad_h, h, band, index, h0, lower, nonlinearity)
+    want = ref.banded_recurrence_backward(grad_h, h, band, index, h0, lower, nonlinearity)
+    for name, g, w in zip(("grad_u", "grad_band", "grad_h0"), got, want):
+        _close(g, w, name)
+    # Band entries whose column falls outside the matrix get no gradient.
+    columns = torch.arange(n_channels)[:, None] + torch.arange(band.shape[-1]) - lower
+    assert (got[1][:, (columns < 0) | (columns >= n_channels)] == 0).all()
+
+
+@pytest.mark.parametrize("bandwidths", [(2, 1), (8, 8)])
+@pytest.mark.parametrize("n_channels, n_time", [(7, 100), (300, 100)])
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_banded_recurrence_float32(kernels, rng, nonlinearity, n_channels, n_time, bandwidths):
+    u, band, index, h0, lower = _band_case(rng, n_channels, n_time, bandwidths)
+    args32 = [t.float() for t in (u, band)] + [index, h0.float()]
+    h = _coupled(kernels, "banded_recurrence", *args32, lower, nonlinearity)
+    assert h.dtype == torch.float32
+    assert_close_low(h, ref.banded_recurrence(u, band, index, h0, lower, nonlinearity),
+                     ref.banded_recurrence(*args32, lower, nonlinearity), "h float32")
+    grad_h = torch.tensor(rng.standard_normal(h.shape), dtype=torch.float32)
+    got = _coupled(kernels, "banded_recurrence_backward", grad_h, h, args32[1], index, args32[3], lower, nonlinearity)
+    want64 = ref.banded_recurrence_backward(grad_h.double(), h.double(), band, index, h0, lower, nonlinearity)
+    want32 = ref.banded_recurrence_backward(grad_h, h, args32[1], index, args32[3], lower, nonlinearity)
+    for name, g, w64, w32 in zip(("grad_u", "grad_band", "grad_h0"), got, want64, want32):
+        assert g.dtype == torch.float32
+        assert_close_low(g, w64, w32, f"{name} float32")
+
+
+@pytest.mark.parametrize("n_channels, n_time", SIZES)
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_csr_recurrence_float64(kernels, rng, nonlinearity, n_channels, n_time):
+    u, crow, col, values, index, h0 = _csr_case(rng, n_channels, n_time)
+    h = _coupled(kernels, "csr_recurrence", u, crow, col, values, index, h0, nonlinearity)
+    _close(h, ref.csr_recurrence(u, crow, col, values, index, h0, nonlinearity), "h")
+    grad_h = torch.tensor(rng.standard_normal(h.shape))
+    got = _coupled(kernels, "csr_recurrence_backward", grad_h, h, crow, col, values, index, h0, nonlinearity)
+    want = ref.csr_recurrence_backward(grad_h, h, crow, col, values, index, h0, nonlinearity)
+    for name, g, w in zip(("grad_u", "grad_values", "grad_h0"), got, want):
+        _close(g, w, name)
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_csr_recurrence_float32(kernels, rng, nonlinearity):
+    u, crow, col, values, index, h0 = _csr_case(rng, 120, 100, density=0.05)
+    args32 = [u.float(), crow, col, values.float(), index, h0.float()]
+    h = _coupled(kernels, "csr_recurrence", *args32, nonlinearity)
+    assert_close_low(h, ref.csr_recurrence(u, crow, col, values, index, h0, nonlinearity),
+                     ref.csr_recurrence(*args32, nonlinearity), "h float32")
+    grad_h = torch.tensor(rng.standard_normal(h.shape), dtype=torch.float32)
+    got = _coupled(kernels, "csr_recurrence_backward", grad_h, h, *args32[1:], nonlinearity)
+    want64 = ref.csr_recurrence_backward(grad_h.double(), h.double(), crow, col, values, index, h0, nonlinearity)
+    want32 = ref.csr_recurrence_backward(grad_h, h, *args32[1:], nonlinearity)
+    for name, g, w64, w32 in zip(("grad_u", "grad_values", "grad_h0"), got, want64, want32):
+        assert_close_low(g, w64, w32, f"{name} float32")
+
+
+def test_csr_recurrence_without_non_zeros(kernels, rng):
+    # A = 0: h = f(u), and grad_values has no entries.
+    u = torch.tensor(rng.standard_normal((2, 5, 7)))
+    crow, col = torch.zeros(8, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    values, index = torch.zeros(1, 0, dtype=torch.float64), torch.zeros(2, dtype=torch.int64)
+    h0 = torch.ones(2, 7, dtype=torch.float64)
+    h = _coupled(kernels, "csr_recurrence", u, crow, col, values, index, h0, "tanh")
+    _close(h, torch.tanh(u), "h")
+    grad_u, grad_values, grad_h0 = _coupled(kernels, "csr_recurrence_backward", torch.ones_like(h), h, crow, col,
+                                            values, index, h0, "tanh")
+    _close(grad_u, 1 - h * h, "grad_u")
+    assert grad_values.shape == (1, 0) and (grad_h0 == 0).all()
+
+
+def test_coupled_wide_rows_keep_their_sums_in_global_memory(kernels, rng):
+    # C = 2000 in float64 with 17 diagonals: a block of 1024 threads with two
+    # channels each, the band's sums too large for shared memory.
+    u, band, index, h0, lower = _band_case(rng, 2000, 3, (8, 8))
+    u, index, h0 = u[:2], torch.tensor([1, 1]), h0[:2]
+    h = _coupled(kernels, "banded_recurrence", u, band, index, h0, lower, "tanh")
+    _close(h, ref.banded_recurrence(u, band, index, h0, lower, "tanh"), "h")
+    grad_h = torch.tensor(rng.standard_normal(h.shape))
+    got = _coupled(kernels, "banded_recurrence_backward", grad_h, h, band, index, h0, lower, "tanh")
+    want = ref.banded_recurrence_backward(grad_h, h, band, index, h0, lower, "tanh")
+    for name, g, w in zip(("grad_u", "grad_band", "grad_h0"), got, want):
+        _close(g, w, name)
+
+
+@pytest.mark.parametrize("kind", ["banded", "csr"])
+def test_coupled_chunks_equal_one_pass(kernels, rng, kind):
+    # Each piece starts from the previous piece's last state: the same steps, bit for bit.
+    if kind == "banded":
+        u, band, index, h0, lower = _band_case(rng, 33, 100, (2, 1))
+        matrix = (band,)
+    else:
+        u, crow, col, values, index, h0 = _csr_case(rng, 33, 100)
+        matrix, lower = (crow, col, values), None
+
+    def run(u_, h0_):
+        options = (lower, "tanh") if kind == "banded" else ("tanh",)
+        return _coupled(kernels, f"{kind}_recurrence", u_, *matrix, index, h0_, *options)
+
+    whole = run(u, h0)
+    state, pieces = h0, []
+    for start, stop in ((0, 37), (37, 38), (38, 100)):
+        piece = run(u[:, start:stop], state)
+        pieces.append(piece)
+        state = piece[:, -1]
+    assert torch.equal(torch.cat(pieces, 1), whole)
+
+
+def test_coupled_backward_is_deterministic(kernels, rng):
+    u, band, index, h0, lower = _band_case(rng, 33, 50, (2, 1), torch.float32)
+    h = _coupled(kernels, "banded_recurrence", u, band, index, h0, lower, "tanh")
+    grad_h = torch.randn(h.shape)
+    first = _coupled(kernels, "banded_recurrence_backward", grad_h, h, band, index, h0, lower, "tanh")
+    second = _coupled(kernels, "banded_recurrence_backward", grad_h, h, band, index, h0, lower, "tanh")
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_coupled_low_precision_inputs_return_their_dtype(kernels, rng):
+    u, band, index, h0, lower = _band_case(rng, 7, 20, (2, 1))
+    h = _coupled(kernels, "banded_recurrence", u.bfloat16(), band.bfloat16(), index, h0.bfloat16(), lower, "relu")
+    assert h.dtype == torch.bfloat16
+    truth = ref.banded_recurrence(u.bfloat16().float(), band.bfloat16().float(), index, h0.bfloat16().float(),
+                                  lower, "relu")
+    assert float((h.float() - truth).abs().max()) <= 2 * 2 ** -8 * float(truth.abs().max())
+
+
+def test_coupled_binding_checks_its_arguments(kernels):
+    extension = kernels.extension
+    u, h = torch.zeros(2, 5, 7), torch.empty(2, 5, 7)
+    band, index, h0 = torch.zeros(1, 3, 7), torch.zeros(2, dtype=torch.int64), torch.zeros(2, 7)
+    extension.banded_forward(u, band, index, h0, h, 1, 1)
+    with pytest.raises(RuntimeError, match="h0 must have shape"):
+        extension.banded_forward(u, band, index, torch.zeros(3, 7), h, 1, 1)
+    with pytest.raises(RuntimeError, match="lower must be in"):
+        extension.banded_forward(u, band, index, h0, h, 3, 1)
+    with pytest.raises(RuntimeError, match="nonlinearity must be"):
+        extension.banded_forward(u, band, index, h0, h, 1, 3)
+    with pytest.raises(RuntimeError, match="band must have dtype"):
+        extension.banded_forward(u, band.double(), index, h0, h, 1, 1)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        extension.banded_forward(u.half(), band.half(), index, h0.half(), h.half(), 1, 1)
+    with pytest.raises(RuntimeError, match="crow must have shape"):
+        extension.csr_forward(u, torch.zeros(7, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                              torch.zeros(1, 0), index, h0, h, 0)
+    with pytest.raises(RuntimeError, match="at most"):
+        wide = extension.max_coupled_channels(4) + 1
+        extension.banded_forward(torch.zeros(1, 1, wide), torch.zeros(1, 1, wide), index[:1], torch.zeros(1, wide),
+                                 torch.empty(1, 1, wide), 0, 0)
+
+
+def _coupled_backend(kernels, chosen):
+    """An op-layer backend choice that gives the coupled ops the emulated CUDA kernels."""
+
+    class Emulated:
+        def __getattr__(self, name):
+            return lambda *args: kernels._call(name, *args)
+
+    return lambda op, device, *rest: Emulated() if "recurrence" in op else chosen(op, device, *rest)
+
+
+@pytest.fixture
+def coupled_through_kernels(kernels, monkeypatch):
+    """Route the coupled ops on CPU tensors to the emulated CUDA kernels."""
+    monkeypatch.setattr(_coupled_ops, "_backend", _coupled_backend(kernels, _coupled_ops._backend))
+
+
+def _public_coupled(rng):
+    u = torch.tensor(rng.standard_normal((3, 2, 17, 40)))  # (batch, rows, C, time)
+    band = torch.tensor(rng.uniform(-0.3, 0.3, (2, 17, 4)))  # one matrix per row of the second axis
+    h0 = torch.tensor(rng.standard_normal((3, 2, 17)))
+    weights = torch.tensor(rng.standard_normal(u.shape))
+    leaves = [t.clone().requires_grad_() for t in (u, band, h0)]
+    h, h_last = filterbank.coupled.banded_recurrence(leaves[0], leaves[1], (2, 1), h0=leaves[2])
+    ((h * weights).sum() + h_last.square().sum()).backward()
+    return [h.detach(), h_last.detach()] + [leaf.grad for leaf in leaves]
+
+
+def test_public_coupled_api_matches_cpu_kernels(kernels, rng, monkeypatch):
+    # The same case through the numba kernels, then through the emulated CUDA ones.
+    expected = _public_coupled(np.random.default_rng(11))
+    monkeypatch.setattr(_coupled_ops, "_backend", _coupled_backend(kernels, _coupled_ops._backend))
+    kernels.extension.reset_traffic()
+    got = _public_coupled(np.random.default_rng(11))
+    assert kernels.extension.traffic()[2] == 3, "forward, backward and the sum over rows ran on the kernels"
+    for name, g, w in zip(("h", "h_last", "grad u", "grad A", "grad h0"), got, expected):
+        _close(g, w, name)
+
+
+def test_public_sparse_api_through_kernels(coupled_through_kernels, rng):
+    u, crow, col, values, _, h0 = _csr_case(rng, 20, 30)
+    values = values[0].requires_grad_()
+    x = u[:2].transpose(1, 2).contiguous().requires_grad_()  # (batch, C, time)
+    h, _ = filterbank.coupled.sparse_recurrence(x, (crow, col, values), h0=h0[:2], nonlinearity="relu")
+    torch.autograd.gradcheck(
+        lambda v, x_: filterbank.coupled.sparse_recurrence(x_, (crow, col, v), h0=h0[:2], nonlinearity="tanh")[0],
+        (values, x[:, :, :6].detach().requires_grad_()))
+    assert h.shape == x.shape
+
+
+# --------------------------------------------------------------------------
 # On a GPU: the lazily built extension through the public API.
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -478,6 +736,28 @@ def test_cuda_device_hard_sections_long(rng):
     y_cpu = filterbank.sosfilt(sos, signal)
     truth = filterbank.sosfilt(sos.double(), signal.double())
     assert relative_error(y, truth) <= RATIO * relative_error(y_cpu, truth)
+
+
+@needs_cuda
+def test_cuda_device_coupled_matches_emulation(kernels, rng):
+    # The coupled kernels on the device against their emulation: forward and backward, banded and CSR.
+    assert cuda.available()
+    u, band, index, h0, lower = _band_case(rng, 300, 200, (8, 8))
+    h = kernels._call("banded_recurrence", u, band, index, h0, lower, "tanh")
+    h_gpu = cuda.banded_recurrence(u.cuda(), band.cuda(), index.cuda(), h0.cuda(), lower, "tanh")
+    _close(h_gpu.cpu(), h, "banded h")
+    grad_h = torch.tensor(rng.standard_normal(h.shape))
+    want = kernels._call("banded_recurrence_backward", grad_h, h, band, index, h0, lower, "tanh")
+    got = cuda.banded_recurrence_backward(*(t.cuda() for t in (grad_h, h, band, index, h0)), lower, "tanh")
+    for name, g, w in zip(("grad_u", "grad_band", "grad_h0"), got, want):
+        _close(g.cpu(), w, f"banded {name}")
+    u, crow, col, values, index, h0 = _csr_case(rng, 300, 200, density=0.02)
+    h = kernels._call("csr_recurrence", u, crow, col, values, index, h0, "relu")
+    _close(cuda.csr_recurrence(*(t.cuda() for t in (u, crow, col, values, index, h0)), "relu").cpu(), h, "csr h")
+    want = kernels._call("csr_recurrence_backward", grad_h, h, crow, col, values, index, h0, "relu")
+    got = cuda.csr_recurrence_backward(*(t.cuda() for t in (grad_h, h, crow, col, values, index, h0)), "relu")
+    for name, g, w in zip(("grad_u", "grad_values", "grad_h0"), got, want):
+        _close(g.cpu(), w, f"csr {name}")
 
 
 @needs_cuda

@@ -41,7 +41,7 @@ def test_cuda_sources_are_found_and_are_the_checkouts():
 
 def test_source_folder_can_be_chosen(monkeypatch, tmp_path):
     monkeypatch.setenv("FILTERBANK_CSRC", str(tmp_path))
-    assert cuda.sources() == [tmp_path / "binding.cpp", tmp_path / "iir_scan.cu"]
+    assert cuda.sources() == [tmp_path / "binding.cpp", tmp_path / "iir_scan.cu", tmp_path / "coupled.cu"]
 
 
 def test_nothing_refers_outside_the_repository_or_to_its_history():

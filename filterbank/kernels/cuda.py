@@ -1,10 +1,12 @@
-"""CUDA kernels for a cascade of IIR sections, forward and backward.
+"""CUDA kernels for a cascade of IIR sections and for the coupled recurrences, forward and backward.
 
 Same contract as ``filterbank.kernels.reference`` (see there for shapes). The
 kernels live in ``csrc/`` (``iir_scan.cu``: a group of sections in one
 time-parallel pass with float64 carries, and its fused backward; see
-docs/design.md, "Time-parallel scan (GPU)") and are compiled on first use
-with ``torch.utils.cpp_extension`` into torch's extension cache, so later
+docs/design.md, "Time-parallel scan (GPU)"; ``coupled.cu``: the recurrences
+``h[t] = f(A h[t-1] + u[t])``, a block per group of rows, the state in shared
+memory; docs/design.md, "Coupled recurrences on the GPU") and are compiled on
+first use with ``torch.utils.cpp_extension`` into torch's extension cache, so later
 processes load them in a moment. Build ahead of time with
 
     python -m filterbank.kernels.cuda
@@ -44,8 +46,9 @@ from torch import Tensor
 from . import reference
 from ._dtypes import compute_dtype
 
-__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "MAX_ORDER", "build", "build_emulated",
-           "sources", "source_folder", "raise_reported"]
+__all__ = ["available", "supports", "iir_cascade", "iir_cascade_backward", "banded_recurrence",
+           "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward", "MAX_ORDER", "build",
+           "build_emulated", "sources", "source_folder", "raise_reported"]
 
 MAX_ORDER = 8  # kMaxOrder in csrc/iir_scan.h
 _extension = None
@@ -54,9 +57,10 @@ _failure: Optional[str] = None
 
 # What each build compiles, and every file either build reads (the build's
 # name carries their digest, so an edited header rebuilds too).
-SOURCES = ("binding.cpp", "iir_scan.cu")
+SOURCES = ("binding.cpp", "iir_scan.cu", "coupled.cu")
 EMULATED_SOURCES = ("binding.cpp", "emulated.cpp")
-FILES = ("binding.cpp", "iir_scan.cu", "scan.cuh", "iir_scan.h", "emulation.h", "emulated.cpp")
+FILES = ("binding.cpp", "iir_scan.cu", "scan.cuh", "iir_scan.h", "coupled.cu", "coupled.h", "emulation.h",
+         "emulated.cpp")
 _emulated = None
 
 
@@ -358,6 +362,163 @@ def iir_cascade_backward(
         grad = grad_in.sum(0) if splits > 1 else grad_in[0]
     return (grad.to(x.dtype), torch.cat(grads_b, 1).to(b.dtype), torch.cat(grads_a, 1).to(a.dtype),
             torch.cat(grads_zi, 1).to(zi.dtype))
+
+
+# --------------------------------------------------------------------------
+# Coupled recurrences (csrc/coupled.cu): h[n, t] = f(A h[n, t-1] + u[n, t]),
+# shapes as in ``filterbank.kernels.reference``:
+#
+#     u, h: (rows, time, C)   h0: (rows, C)   band: (M, C, W)   values: (M, nnz)
+#     crow: (C + 1,) int64   col: (nnz,) int64   band_index, values_index: (rows,) int64
+#
+# float16/bfloat16 are computed in float32; the backward's sums per row are
+# float64, reduced over the rows sharing a matrix in row order (deterministic).
+
+NONLINEARITIES = {"identity": 0, "tanh": 1, "relu": 2}  # filterbank::Nonlinearity in csrc/coupled.h
+
+
+def _fits(extension, n_channels: int, dtype: torch.dtype) -> bool:
+    """Whether one row's state fits in a block's shared memory (else the reference runs)."""
+    return n_channels <= extension.max_coupled_channels(torch.empty((), dtype=dtype).element_size())
+
+
+def _kernel_band(band: Tensor, dtype: torch.dtype) -> Tensor:
+    """``band`` (M, C, W) as the kernels read it: (M, W, C), consecutive channels adjacent."""
+    return band.to(dtype).transpose(1, 2).contiguous()
+
+
+def _sum_rows(extension, per_row: Tensor, index: Tensor, n_matrices: int) -> Tensor:
+    """(M, E) float64: ``per_row`` (N, E) float64 summed over the rows of each matrix, in row order."""
+    if n_matrices == 1:
+        rows = torch.arange(per_row.shape[0], device=per_row.device)
+        start = torch.tensor([0, per_row.shape[0]], device=per_row.device)
+    else:
+        rows = torch.argsort(index, stable=True)
+        boundaries = torch.arange(n_matrices + 1, device=index.device, dtype=index.dtype)
+        start = torch.searchsorted(index[rows], boundaries).to(torch.int64)
+    out = per_row.new_empty((n_matrices, per_row.shape[1]))
+    extension.reduce_rows(per_row, rows, start, out)
+    return out
+
+
+def _transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(crow_t, col_t, order)``: the CSR pattern of A^T, and for each of its non-zeros the index of A's."""
+    n_channels = crow.shape[0] - 1
+    rows = torch.repeat_interleave(torch.arange(n_channels, device=crow.device), crow.diff(),
+                                   output_size=col.shape[0])
+    order = torch.argsort(col, stable=True)
+    # Row j of A^T starts where the sorted columns reach j (no host sync, unlike bincount).
+    crow_t = torch.searchsorted(col[order], torch.arange(n_channels + 1, device=crow.device, dtype=col.dtype))
+    return crow_t.to(torch.int64), rows[order].contiguous(), order
+
+
+def banded_recurrence(u: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                      nonlinearity: str) -> Tensor:
+    """Forward kernel; see ``filterbank.kernels.reference.banded_recurrence``.
+
+    Args:
+        u: (rows, time, C); band: (M, C, W), ``band[m, i, d] = A_m[i, i + d - lower]``;
+        band_index: (rows,) int64; h0: (rows, C); lower: the band's lower bandwidth;
+        nonlinearity: "identity", "tanh" or "relu".
+
+    Returns:
+        h: (rows, time, C), the dtype of ``u``.
+    """
+    extension = build()
+    dtype = compute_dtype(u.dtype)
+    if not _fits(extension, u.shape[-1], dtype):
+        return reference.banded_recurrence(u, band, band_index, h0, lower, nonlinearity)
+    uc = u.to(dtype).contiguous()
+    h = torch.empty_like(uc)
+    if h.numel():
+        extension.banded_forward(uc, _kernel_band(band, dtype), band_index.contiguous(), h0.to(dtype).contiguous(),
+                                 h, lower, NONLINEARITIES[nonlinearity])
+    return h.to(u.dtype)
+
+
+def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
+                               nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Backward kernel; see ``filterbank.kernels.reference.banded_recurrence_backward``.
+
+    Args:
+        grad_h: (rows, time, C) the gradient on ``h``; h: the forward's output; the rest as in
+            :func:`banded_recurrence`.
+
+    Returns:
+        ``(grad_u (rows, time, C), grad_band (M, C, W), grad_h0 (rows, C))``; band entries whose
+        column falls outside the matrix get zero.
+    """
+    extension = build()
+    dtype = compute_dtype(h.dtype)
+    n_rows, n_time, n_channels = h.shape
+    n_matrices, _, width = band.shape
+    if not _fits(extension, n_channels, dtype):
+        return reference.banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
+    if not (n_rows and n_time and n_channels):
+        return torch.zeros_like(h), torch.zeros_like(band), torch.zeros_like(h0)
+    hc = h.to(dtype).contiguous()
+    grad_u = torch.empty_like(hc)
+    grad_h0 = hc.new_empty((n_rows, n_channels))
+    grad_rows = torch.empty((n_rows, width * n_channels), dtype=torch.float64, device=h.device)
+    extension.banded_backward(grad_h.to(dtype).contiguous(), hc, _kernel_band(band, dtype), band_index.contiguous(),
+                              h0.to(dtype).contiguous(), lower, NONLINEARITIES[nonlinearity], grad_u, grad_rows,
+                              grad_h0)
+    grad_band = _sum_rows(extension, grad_rows, band_index, n_matrices).reshape(n_matrices, width, n_channels)
+    return grad_u.to(h.dtype), grad_band.transpose(1, 2).to(band.dtype).contiguous(), grad_h0.to(h0.dtype)
+
+
+def csr_recurrence(u: Tensor, crow: Tensor, col: Tensor, values: Tensor, values_index: Tensor, h0: Tensor,
+                   nonlinearity: str) -> Tensor:
+    """Forward kernel; see ``filterbank.kernels.reference.csr_recurrence``.
+
+    Args:
+        u: (rows, time, C); crow: (C + 1,) int64; col: (nnz,) int64, sorted within rows;
+        values: (M, nnz); values_index: (rows,) int64; h0: (rows, C); nonlinearity as in
+        :func:`banded_recurrence`.
+
+    Returns:
+        h: (rows, time, C), the dtype of ``u``.
+    """
+    extension = build()
+    dtype = compute_dtype(u.dtype)
+    if not _fits(extension, u.shape[-1], dtype):
+        return reference.csr_recurrence(u, crow, col, values, values_index, h0, nonlinearity)
+    uc = u.to(dtype).contiguous()
+    h = torch.empty_like(uc)
+    if h.numel():
+        extension.csr_forward(uc, crow.contiguous(), col.contiguous(), values.to(dtype).contiguous(),
+                              values_index.contiguous(), h0.to(dtype).contiguous(), h, NONLINEARITIES[nonlinearity])
+    return h.to(u.dtype)
+
+
+def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor, values: Tensor,
+                            values_index: Tensor, h0: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Backward kernel; see ``filterbank.kernels.reference.csr_recurrence_backward``.
+
+    A^T's pattern is built once per call (on the device); the kernel reads
+    its values in that order.
+
+    Returns:
+        ``(grad_u (rows, time, C), grad_values (M, nnz), grad_h0 (rows, C))``.
+    """
+    extension = build()
+    dtype = compute_dtype(h.dtype)
+    n_rows, n_time, n_channels = h.shape
+    if not _fits(extension, n_channels, dtype):
+        return reference.csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, nonlinearity)
+    if not (n_rows and n_time and n_channels):
+        return torch.zeros_like(h), torch.zeros_like(values), torch.zeros_like(h0)
+    crow_t, col_t, order = _transposed_pattern(crow, col)
+    vc = values.to(dtype).contiguous()
+    hc = h.to(dtype).contiguous()
+    grad_u = torch.empty_like(hc)
+    grad_h0 = hc.new_empty((n_rows, n_channels))
+    grad_rows = torch.empty((n_rows, col.shape[0]), dtype=torch.float64, device=h.device)
+    extension.csr_backward(grad_h.to(dtype).contiguous(), hc, crow.contiguous(), col.contiguous(), vc, crow_t, col_t,
+                           vc[:, order].contiguous(), values_index.contiguous(), h0.to(dtype).contiguous(),
+                           NONLINEARITIES[nonlinearity], grad_u, grad_rows, grad_h0)
+    grad_values = _sum_rows(extension, grad_rows, values_index, values.shape[0])
+    return grad_u.to(h.dtype), grad_values.to(values.dtype), grad_h0.to(h0.dtype)
 
 
 if __name__ == "__main__":
