@@ -274,7 +274,7 @@ def test_errors(call, error, message):
 
 def test_package_exports():
     assert filterbank.__all__ == ["lfilter", "sosfilt", "filtfilt", "sosfiltfilt", "lfilter_zi", "sosfilt_zi", "lfiltic",
-                                  "empty_cache", "__version__"]
+                                  "banded_recurrence", "sparse_recurrence", "empty_cache", "__version__"]
     assert isinstance(filterbank.__version__, str)
 
 

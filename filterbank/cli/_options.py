@@ -2,7 +2,7 @@
 
 * a bank: ``--n-filters``, ``--scale`` (``filterbank.design.SCALES``), ``--f-min``,
   ``--f-max``, ``--kind`` (the biquad kinds of ``filterbank.design.BIQUADS``
-  without a gain, or ``gammatone``);
+  without a gain, ``gammatone``, or ``cascade``: a ``CascadeFilterbank``);
 * a designed filter: ``--design`` (the families of ``filterbank.design.CLASSIC``,
   the kinds of ``filterbank.design.BIQUADS``, or ``gammatone``) with its
   parameters, or ``--sos`` (a file of sections);
@@ -21,7 +21,8 @@ __all__ = ["positive_int", "non_negative_int", "BANK_KINDS", "DESIGNS", "add_ban
            "add_design_options", "check_design_options", "design_sos", "design_title", "read_sos", "check_device"]
 
 GAMMATONE = "gammatone"
-BANK_KINDS = tuple(kind for kind, entry in design.BIQUADS.items() if not entry.takes_gain) + (GAMMATONE,)
+CASCADE = "cascade"
+BANK_KINDS = tuple(kind for kind, entry in design.BIQUADS.items() if not entry.takes_gain) + (GAMMATONE, CASCADE)
 DESIGNS = tuple(design.CLASSIC) + tuple(design.BIQUADS) + (GAMMATONE,)
 # The option that gives each classic family's extra argument.
 _FAMILY_OPTIONS = {"ripple_db": "ripple", "attenuation_db": "attenuation"}
@@ -57,7 +58,8 @@ def add_bank_options(parser: argparse.ArgumentParser, n_filters: int = 64) -> No
     parser.add_argument("--f-min", type=float, default=None, help="lowest centre frequency, Hz (default 30)")
     parser.add_argument("--f-max", type=float, default=None, help="highest centre frequency, Hz (default 0.95 Nyquist)")
     parser.add_argument("--kind", default="bandpass", choices=BANK_KINDS,
-                        help="biquad kind, or gammatone (4th-order gammatones: four biquads each) (default bandpass)")
+                        help="biquad kind, gammatone (4th-order gammatones: four biquads each) or cascade (a cascade "
+                             "of resonators, each fed by the one before, highest frequency first) (default bandpass)")
 
 
 def check_bank_options(args, parser: argparse.ArgumentParser, sample_rate=None) -> None:
@@ -77,10 +79,12 @@ def check_bank_options(args, parser: argparse.ArgumentParser, sample_rate=None) 
 
 def make_bank(kind: str, n_filters: int, sample_rate: int, scale: str, f_min, f_max):
     """The fixed (nothing learnt) filterbank module the bank options describe."""
-    from ..nn import BiquadFilterbank, GammatoneFilterbank
+    from ..nn import BiquadFilterbank, CascadeFilterbank, GammatoneFilterbank
 
     if kind == GAMMATONE:
         return GammatoneFilterbank(n_filters, sample_rate, scale=scale, f_min=f_min, f_max=f_max, learn=())
+    if kind == CASCADE:
+        return CascadeFilterbank(n_filters, sample_rate, scale=scale, f_min=f_min, f_max=f_max, learn=())
     return BiquadFilterbank(n_filters, sample_rate, kind=kind, scale=scale, f_min=f_min, f_max=f_max, learn=())
 
 

@@ -27,7 +27,9 @@ from ._files import (
     Stopped, check_output_folder, find_audio, order_by_length, output_paths, progress, read_audio, shard,
     stop_on_signals, stopped_line, summary, write_or_fail,
 )
-from ._options import add_bank_options, check_bank_options, check_device, make_bank, non_negative_int, positive_int
+from ._options import (
+    CASCADE, add_bank_options, check_bank_options, check_device, make_bank, non_negative_int, positive_int,
+)
 
 __all__ = ["add_parser"]
 
@@ -128,9 +130,11 @@ def _extract_group(args) -> list[dict]:
 
     pairs, options = args
     records, batch, front_ends = [], [], {}
-    # Band signals take channels x n_filters x time x 4 bytes; a batch stays
-    # within the budget, and a file alone over it is streamed in blocks.
-    budget = options.memory_mb * 2**20 / (4 * options.n_filters)   # samples (channels x time) per forward
+    # Band signals take channels x n_filters x time x 4 bytes (a cascade about
+    # five times that: its recurrence's input and two states per stage); a
+    # batch stays within the budget, and a file alone over it is streamed in blocks.
+    copies = 5 if options.kind == CASCADE else 1
+    budget = options.memory_mb * 2**20 / (4 * options.n_filters * copies)   # samples (channels x time) per forward
 
     def front_end(rate):
         if rate not in front_ends:

@@ -24,6 +24,11 @@ Contents, a file per topic:
   :func:`butter_sos`, :func:`cheby1_sos`, :func:`cheby2_sos` (:data:`CLASSIC`).
 * ``gammatone``: :func:`gammatone_sos` (scipy's 4th-order IIR gammatone as
   four biquads).
+* ``cascade``: :func:`cascade_recurrence` (a cascade of two-pole resonators,
+  each fed by the previous one's output delayed by a sample, as one
+  tridiagonal linear recurrence for ``filterbank.coupled``; bandwidths
+  :data:`CASCADE_BANDWIDTHS`) and :func:`cascade_response` (its bands'
+  frequency responses).
 * ``responses``: :func:`freqz` and :func:`sosfreqz`, on scipy's grid or at
   given frequencies.
 """
@@ -32,6 +37,7 @@ from .biquads import (
     BIQUADS, BiquadDesign, allpass_biquad, bandpass_biquad, bandpass_skirt_biquad, highpass_biquad, highshelf_biquad,
     lowpass_biquad, lowshelf_biquad, notch_biquad, peaking_biquad, q_from_bandwidth,
 )
+from .cascade import CASCADE_BANDWIDTHS, CascadeRecurrence, cascade_recurrence, cascade_response
 from .classic import BTYPES, CLASSIC, ClassicDesign, butter_sos, cheby1_sos, cheby2_sos
 from .gammatone import gammatone_sos
 from .responses import freqz, sosfreqz
@@ -45,6 +51,7 @@ __all__ = [
     "allpass_biquad", "peaking_biquad", "lowshelf_biquad", "highshelf_biquad", "q_from_bandwidth",
     "butter_sos", "cheby1_sos", "cheby2_sos",
     "gammatone_sos", "erb_bandwidth",
+    "cascade_recurrence", "cascade_response", "CascadeRecurrence", "CASCADE_BANDWIDTHS",
     "hz_to_mel", "mel_to_hz", "hz_to_erb_rate", "erb_rate_to_hz", "hz_to_bark", "bark_to_hz",
     "centre_frequencies",
     "freqz", "sosfreqz",

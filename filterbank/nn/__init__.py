@@ -12,6 +12,9 @@ buffers: they move with the module but are not trained).
   (4th-order gammatones with learnable centre frequencies), :class:`IIRFilterbank`
   (even-order IIR filters learnt through their poles and zeros), and their
   base :class:`Filterbank`.
+* ``cascade``: :class:`CascadeFilterbank`, resonators in series (each stage
+  fed by the previous one's output delayed by a sample) with learnable
+  frequencies and dampings, all stages run at once as one banded recurrence.
 * ``rnn``: :class:`BandedRNN` and :class:`SparseRNN`, Elman RNNs with
   ``torch.nn.RNN``'s interface whose hidden-to-hidden matrix is banded or
   sparse, on the kernels of ``filterbank.coupled``.
@@ -27,9 +30,10 @@ A filterbank's output puts a filter axis before time: ``(n_filters, time)``,
 ``(batch, n_filters, time)``, ``(batch, channels, n_filters, time)``.
 """
 
+from .cascade import CascadeFilterbank
 from .filterbanks import BiquadFilterbank, Filterbank, GammatoneFilterbank, IIRFilterbank
 from .frontend import FrontEnd
 from .rnn import BandedRNN, SparseRNN
 
-__all__ = ["Filterbank", "BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "FrontEnd", "BandedRNN",
-           "SparseRNN"]
+__all__ = ["Filterbank", "BiquadFilterbank", "GammatoneFilterbank", "IIRFilterbank", "CascadeFilterbank", "FrontEnd",
+           "BandedRNN", "SparseRNN"]

@@ -37,10 +37,13 @@ class FrontEnd(nn.Module):
 
     A drop-in for ``torchaudio.transforms.MelSpectrogram`` in a model: the
     same output layout ``(..., n_filters, frames)`` with ``frames = 1 + time //
-    hop_length``, computed by learnable filters instead of an STFT. The
-    filtering and the frame energies are ``filterbank.features.band_energy``
-    (one fused pass in CPU inference), the compression
-    ``filterbank.features``' ``log_compress``, ``power_compress`` or ``pcen``.
+    hop_length``, computed by learnable filters instead of an STFT. For a bank of
+    independent cascades (a ``filterbank.nn.Filterbank``) the filtering and the
+    frame energies are ``filterbank.features.band_energy`` (one fused pass in
+    CPU inference); any other bank (a ``CascadeFilterbank``, whose stages are
+    coupled) gives its band signals by its own ``forward`` and ``stream``, and
+    ``filterbank.features.frame_energy`` takes their energies. The compression
+    is ``filterbank.features``' ``log_compress``, ``power_compress`` or ``pcen``.
 
     Args:
         n_filters: bands (ignored when ``filterbank`` is given).
@@ -48,7 +51,8 @@ class FrontEnd(nn.Module):
         hop_length: samples between frames.
         filterbank: a filterbank module (a ``filterbank.nn.Filterbank``, or
             any module with ``n_filters`` and ``sample_rate`` that maps
-            (..., time) to (..., n_filters, time)); default a
+            (..., time) to (..., n_filters, time), and with ``stream(x, state)``
+            for :meth:`stream`); default a
             :class:`BiquadFilterbank` of band-passes on the mel scale with
             learnable frequencies and Q. Its own ``learn`` says what of it is learnt.
         energy: ``"square"`` or ``"abs"`` (see ``features.frame_energy``).
@@ -143,6 +147,7 @@ class FrontEnd(nn.Module):
             energy = features.band_energy(self.filterbank.sos(), x, self.hop_length, energy=self.energy,
                                           window=self.window, lengths=lengths)
         else:
+            # Not independent cascades (e.g. coupled stages): the bank's own band signals.
             bands = self.filterbank(x)                  # (..., n_filters, time)
             if lengths is not None:
                 bands = features.zero_after(bands, lengths)
