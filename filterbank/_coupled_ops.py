@@ -73,7 +73,9 @@ def _banded_backward(ctx, grad_h):
     if torch.is_grad_enabled():
         grads = _reference.banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
     else:
-        grads = banded_recurrence_backward(grad_h.contiguous(), h, band, band_index, h0, lower, nonlinearity)
+        # grad_h as it comes (sum() sends an expanded one): the kernels copy it where they must, into a
+        # buffer they then reuse for grad_u.
+        grads = banded_recurrence_backward(grad_h, h, band, band_index, h0, lower, nonlinearity)
     grad_u, grad_band, grad_h0 = grads
     needs = ctx.needs_input_grad
     return (grad_u if needs[0] else None, grad_band if needs[1] else None, None, grad_h0 if needs[3] else None,
@@ -127,8 +129,7 @@ def _csr_backward(ctx, grad_h):
     if torch.is_grad_enabled():
         grads = _reference.csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, ctx.nonlinearity)
     else:
-        grads = csr_recurrence_backward(grad_h.contiguous(), h, crow, col, values, values_index, h0,
-                                        ctx.nonlinearity)
+        grads = csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, ctx.nonlinearity)
     grad_u, grad_values, grad_h0 = grads
     needs = ctx.needs_input_grad
     return (grad_u if needs[0] else None, None, None, grad_values if needs[3] else None, None,

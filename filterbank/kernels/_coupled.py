@@ -124,6 +124,48 @@ def _tanh_row(matrix, row, start, n_channels, spare):
             matrix[row, start + c] = np.tanh(matrix[row, start + c])
 
 
+@numba.njit(inline="always", **JIT)
+def _band_times(band, state, row, at, lower, total):
+    """``total + sum_d band[d, at] state[row, at + d - lower]``: row ``at - pad`` of ``A h`` for one lane group,
+    in four interleaved partial sums (one sum's multiply-adds wait for each other; four keep the FMA units busy)."""
+    width = band.shape[0]
+    zero = vmul(total, vsplat(band, 0.0))
+    s1, s2, s3 = zero, zero, zero
+    d = 0
+    while d + 4 <= width:
+        column = at + d - lower
+        total = vfma(vload(band, d, at), vload(state, row, column), total)
+        s1 = vfma(vload(band, d + 1, at), vload(state, row, column + 1), s1)
+        s2 = vfma(vload(band, d + 2, at), vload(state, row, column + 2), s2)
+        s3 = vfma(vload(band, d + 3, at), vload(state, row, column + 3), s3)
+        d += 4
+    while d < width:
+        total = vfma(vload(band, d, at), vload(state, row, at + d - lower), total)
+        d += 1
+    return vadd(vadd(total, s1), vadd(s2, s3))
+
+
+@numba.njit(inline="always", **JIT)
+def _band_transposed_times(band, delta, at, lower):
+    """``sum_d band[d, at - (d - lower)] delta[0, at - (d - lower)]``: ``A^T delta`` for one lane group."""
+    width = band.shape[0]
+    zero = vsplat(band, 0.0)
+    s0, s1, s2, s3 = zero, zero, zero, zero
+    d = 0
+    while d + 4 <= width:
+        column = at - d + lower
+        s0 = vfma(vload(band, d, column), vload(delta, 0, column), s0)
+        s1 = vfma(vload(band, d + 1, column - 1), vload(delta, 0, column - 1), s1)
+        s2 = vfma(vload(band, d + 2, column - 2), vload(delta, 0, column - 2), s2)
+        s3 = vfma(vload(band, d + 3, column - 3), vload(delta, 0, column - 3), s3)
+        d += 4
+    while d < width:
+        column = at - d + lower
+        s0 = vfma(vload(band, d, column), vload(delta, 0, column), s0)
+        d += 1
+    return vadd(vadd(s0, s1), vadd(s2, s3))
+
+
 @numba.njit(**JIT)
 def banded_rows(rows, u, band_t, band_index, h0, h, lower, pad, kind):
     """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])`` for the rows ``rows``.
@@ -135,7 +177,7 @@ def banded_rows(rows, u, band_t, band_index, h0, h, lower, pad, kind):
     diagonal is one shifted vector load and a multiply-add per lane group.
     """
     n_time, n_channels = u.shape[1], u.shape[2]
-    width, padded = band_t.shape[1], band_t.shape[2]
+    padded = band_t.shape[2]
     group = group_width(u.itemsize)
     state = np.zeros((2, padded), u.dtype)
     spare = np.zeros((1, group), u.dtype)
@@ -147,9 +189,7 @@ def banded_rows(rows, u, band_t, band_index, h0, h, lower, pad, kind):
         for t in range(n_time):
             before, now = t % 2, 1 - t % 2
             for i0 in range(0, n_channels, group):
-                z = _load(un, t, i0, n_channels, spare)
-                for d in range(width):
-                    z = vfma(vload(band, d, pad + i0), vload(state, before, pad + i0 + d - lower), z)
+                z = _band_times(band, state, before, pad + i0, lower, _load(un, t, i0, n_channels, spare))
                 if kind == 2:
                     z = vmax(z, vsplat(u, 0.0))
                 vstore(state, now, pad + i0, z)
@@ -202,13 +242,10 @@ def banded_backward_rows(rows, grad_h, h, band_t, band_index, h0, lower, pad, ki
                     vstore(before, 0, pad + i0, _load(h0, n, i0, n_channels, spare))
             for i0 in range(0, n_channels, group):
                 now = vload(delta, 0, pad + i0)
-                total = vmul(now, vsplat(h, 0.0))
                 for d in range(width):
-                    shift = d - lower
                     vstore(grad_band, d, pad + i0,
-                           vfma(now, vload(before, 0, pad + i0 + shift), vload(grad_band, d, pad + i0)))
-                    total = vfma(vload(band, d, pad + i0 - shift), vload(delta, 0, pad + i0 - shift), total)
-                vstore(carry, 0, pad + i0, total)
+                           vfma(now, vload(before, 0, pad + i0 + d - lower), vload(grad_band, d, pad + i0)))
+                vstore(carry, 0, pad + i0, _band_transposed_times(band, delta, pad + i0, lower))
         for c in range(n_channels):
             grad_h0[n, c] = carry[0, pad + c]
 
