@@ -6,7 +6,9 @@ measured ratio and whether it is met:
 
 * seed workload forward <= 1.5x a device copy of y, forward+backward <= 3x;
 * >= 100x torchaudio's lfilter on the same GPU, forward and forward+backward;
-* 1 x 1 x 2^24 forward <= 3x the device copy of y.
+* 1 x 1 x 2^24 forward <= 3x the device copy of y;
+* BandedRNN (hidden 1024, bandwidth 8) forward+backward >= 10x faster than
+  cuDNN's dense RNN (``bench/coupled.py --device cuda``), when its JSON is there.
 
 Exits 0 whatever the verdicts (they are measurements, not failures of the
 script); exits 1 if a JSON is missing.
@@ -46,6 +48,11 @@ def main() -> int:
     long_rows = [r for r in sweep["rows"] if (r["batch"], r["filters"], r["samples"]) == (1, 1, 1 << 24)]
     if long_rows:
         checks.append(("1 x 1 x 2^24 forward / device copy of y", long_rows[0]["x_floor"], "<=", 3.0))
+    coupled = newest("coupled")
+    if coupled is not None:
+        banded = coupled["workloads"]["banded"]["rows"]
+        checks.append(("cuDNN RNN forward+backward / BandedRNN's",
+                       banded["torch.nn.RNN (dense)"]["forward+backward"]["x_filterbank"], ">=", 10.0))
     gpu = lfilter["machine"].get("gpu", "?")
     print(f"GPU targets on {gpu} (commit {(lfilter.get('commit') or '?')[:10]}):")
     for name, value, relation, bound in checks:

@@ -131,7 +131,42 @@ def extract_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"extract": extract_table, "lfilter": lfilter_table, "sweep": sweep_table, "frontend": frontend_table}
+def coupled_table(record: dict) -> str:
+    workload = record["workload"]
+    lines = [
+        f"### Coupled recurrences, {record['device']}: {_where(record)}",
+        "",
+        f"float32, tanh, batch {workload['batch']}, {workload['steps']} steps, input size {workload['input_size']}; "
+        f"banded: hidden {workload['banded']['hidden']}, bandwidth {workload['banded']['bandwidth']}; sparse: hidden "
+        f"{workload['sparse']['hidden']}, density {workload['sparse']['density']:g}; cascade: "
+        f"{workload['cascade']['stages']} stages over x {tuple(workload['cascade']['x'])}. torch "
+        f"{record['versions']['torch']}; {_provenance(record)}.",
+        "",
+        "| workload | | forward ms | × filterbank | × writing the output | forward+backward ms | × filterbank | "
+        "max error vs float64 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, result in record["workloads"].items():
+        for name, row in result["rows"].items():
+            forward, both = row["forward"], row["forward+backward"]
+            lines.append(f"| {kind} | {name} | {forward['median_ms']:.0f} | {forward['x_filterbank']:.1f} | "
+                         f"{row['forward_x_floor']:.1f} | {both['median_ms']:.0f} | {both['x_filterbank']:.1f} | "
+                         f"{row['max_error']:.1e} |")
+    for kind, result in record["workloads"].items():
+        if "recurrence_alone" in result:
+            alone = result["recurrence_alone"]
+            lines.append(f"| {kind} | the recurrence alone (`filterbank.coupled`) | "
+                         f"{alone['forward']['median_ms']:.0f} | | {alone['forward_x_floor']:.1f} | "
+                         f"{alone['forward+backward']['median_ms']:.0f} | | |")
+    peaks = [f"{kind} {result['peak_memory_bytes'] / result['output_bytes']:.2f}x" for kind, result in
+             record["workloads"].items() if result.get("peak_memory_bytes") is not None]
+    if peaks:
+        lines += ["", "Peak memory of filterbank's forward+backward over the output's size: " + ", ".join(peaks) + "."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"extract": extract_table, "lfilter": lfilter_table, "sweep": sweep_table, "frontend": frontend_table,
+          "coupled": coupled_table}
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 # repository root of a machine with a GPU: build the extension, run the CUDA
 # tests (the kernel cases CI runs on CPU threads, now on the device, and the
 # device-only ones: 2^24 samples, the device against the emulation), the four
-# compute-sanitizer tools on a small case, then bench/lfilter.py and
-# bench/sweep.py on the device, and the targets read off their JSON
+# compute-sanitizer tools on a small case, then bench/lfilter.py,
+# bench/sweep.py and bench/coupled.py (BandedRNN against cuDNN's RNN) on
+# the device, and the targets read off their JSON
 # (bench/gpu_targets.py). Sized for 10 minutes including the first
 # build. Logs go to ${OUT:-out/gpu}, the benchmark JSON to bench/results/
 # and a copy beside the logs. Exits non-zero when any step failed.
@@ -72,6 +73,7 @@ done
 
 step bench_lfilter 240 python3 bench/lfilter.py --device cuda --skip-first-call
 step bench_sweep 240 python3 bench/sweep.py --device cuda
+step bench_coupled 180 python3 bench/coupled.py --device cuda --skip-slow --repeat 3
 cp bench/results/*cuda*.json "$out/" 2>/dev/null
 python3 bench/gpu_targets.py | tee "$out/targets.txt"
 
