@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The package as a user gets it: build a wheel, install it into a fresh
 # virtual environment and use it from a folder outside the checkout (no
-# source tree on the path): import, lfilter with gradients, FrontEnd,
+# source tree on the path): import, lfilter with gradients, FrontEnd, the RNN layers,
 # `filterbank extract` on a generated wav, `filterbank bench`, and the CUDA
 # sources found inside the installed package. CI runs this after the tests.
 set -euo pipefail
@@ -37,8 +37,14 @@ y.square().sum().backward()
 assert y.shape == (2, 3, 4000) and torch.isfinite(x.grad).all() and torch.isfinite(b.grad).all()
 features = filterbank.nn.FrontEnd(n_filters=8, sample_rate=8000, hop_length=80)(torch.randn(1, 8000))
 assert features.shape == (1, 8, 101) and torch.isfinite(features).all()
+output, h_n = filterbank.nn.BandedRNN(3, 16, bandwidth=2)(torch.randn(50, 2, 3))
+output.sum().backward()
+assert output.shape == (50, 2, 16) and h_n.shape == (1, 2, 16)
+sparse = filterbank.nn.SparseRNN(3, 16, density=0.2)(torch.randn(50, 2, 3))[0]
+assert sparse.shape == (50, 2, 16) and torch.isfinite(sparse).all()
 soundfile.write("clip.wav", (0.5 * np.sin(0.3 * np.arange(8000))).astype(np.float32), 8000)
-print(f"wheel: filterbank {filterbank.__version__} from {installed}; lfilter, gradients and FrontEnd work")
+print(f"wheel: filterbank {filterbank.__version__} from {installed}; lfilter, gradients, FrontEnd and the RNN "
+      "layers work")
 PY
 "$work/venv/bin/filterbank" extract clip.wav --out features --n-filters 8
 "$work/venv/bin/python" -I -c "
