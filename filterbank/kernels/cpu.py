@@ -23,6 +23,7 @@ from . import _cascade, _coupled, _frames, _fused, _stream
 from ._dtypes import compute, compute_dtype
 from ._memory import empty
 from ._tiles import block_length, plan, tile_width
+from .reference import band_columns, transposed_pattern
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
            "band_energy", "band_energy_backward", "stream_band_energy", "banded_recurrence",
@@ -247,8 +248,7 @@ def _padded_band(band: Tensor, lower: int, dtype: torch.dtype) -> tuple[Tensor, 
     n_matrices, n_channels, width = band.shape
     itemsize = torch.empty((), dtype=dtype).element_size()
     pad, padded = _coupled.band_layout(n_channels, lower, width - 1 - lower, itemsize)
-    columns = torch.arange(n_channels).unsqueeze(-1) + torch.arange(width) - lower
-    inside = (columns >= 0) & (columns < n_channels)
+    _, inside = band_columns(n_channels, width, lower)
     band_t = torch.zeros((n_matrices, width, padded), dtype=dtype)
     band_t[:, :, pad : pad + n_channels] = (band.to(dtype) * inside).transpose(1, 2)
     return band_t, pad
@@ -284,16 +284,6 @@ def banded_recurrence_backward(grad_h: Tensor, h: Tensor, band: Tensor, band_ind
         grad_u.zero_()
     grad_band = _sum_rows(grad_rows[:, :, pad : pad + n_channels], band_index, band.shape[0]).transpose(1, 2)
     return grad_u.to(h.dtype), grad_band.to(band.dtype).contiguous(), grad_h0.to(h0.dtype)
-
-
-def transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(crow_t, col_t, order)``: the CSR pattern of A^T, and for each of its non-zeros the index of A's."""
-    n_channels = crow.shape[0] - 1
-    rows = torch.repeat_interleave(torch.arange(n_channels), crow.diff())
-    order = torch.argsort(col, stable=True)
-    crow_t = torch.zeros(n_channels + 1, dtype=torch.int64)
-    crow_t[1:] = torch.bincount(col, minlength=n_channels).cumsum(0)
-    return crow_t, rows[order].contiguous(), order
 
 
 def _int32(indices: Tensor) -> np.ndarray:

@@ -401,17 +401,6 @@ def _sum_rows(extension, per_row: Tensor, index: Tensor, n_matrices: int) -> Ten
     return out
 
 
-def _transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(crow_t, col_t, order)``: the CSR pattern of A^T, and for each of its non-zeros the index of A's."""
-    n_channels = crow.shape[0] - 1
-    rows = torch.repeat_interleave(torch.arange(n_channels, device=crow.device), crow.diff(),
-                                   output_size=col.shape[0])
-    order = torch.argsort(col, stable=True)
-    # Row j of A^T starts where the sorted columns reach j (no host sync, unlike bincount).
-    crow_t = torch.searchsorted(col[order], torch.arange(n_channels + 1, device=crow.device, dtype=col.dtype))
-    return crow_t.to(torch.int64), rows[order].contiguous(), order
-
-
 def banded_recurrence(u: Tensor, band: Tensor, band_index: Tensor, h0: Tensor, lower: int,
                       nonlinearity: str) -> Tensor:
     """Forward kernel; see ``filterbank.kernels.reference.banded_recurrence``.
@@ -508,7 +497,7 @@ def csr_recurrence_backward(grad_h: Tensor, h: Tensor, crow: Tensor, col: Tensor
         return reference.csr_recurrence_backward(grad_h, h, crow, col, values, values_index, h0, nonlinearity)
     if not (n_rows and n_time and n_channels):
         return torch.zeros_like(h), torch.zeros_like(values), torch.zeros_like(h0)
-    crow_t, col_t, order = _transposed_pattern(crow, col)
+    crow_t, col_t, order = reference.transposed_pattern(crow, col)
     vc = values.to(dtype).contiguous()
     hc = h.to(dtype).contiguous()
     grad_u = torch.empty_like(hc)

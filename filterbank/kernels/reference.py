@@ -66,8 +66,8 @@ from ._dtypes import compute_dtype
 
 __all__ = ["iir_cascade", "iir_cascade_backward", "frame_energy", "frame_energy_backward", "iir_cascade_frame_energy",
            "band_energy", "band_energy_backward", "stream_band_energy", "banded_recurrence",
-           "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward", "band_to_dense",
-           "dense_to_band", "csr_to_dense", "ACTIVATIONS"]
+           "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward", "band_columns",
+           "band_to_dense", "dense_to_band", "transposed_pattern", "csr_to_dense", "ACTIVATIONS"]
 
 
 def iir_cascade(x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor) -> tuple[Tensor, Tensor]:
@@ -249,12 +249,18 @@ def stream_band_energy(x: Tensor, sos: Tensor, zi: Tensor, history: Tensor, wind
 ACTIVATIONS = {"identity": lambda z: z, "tanh": torch.tanh, "relu": torch.relu}
 
 
+def band_columns(n_channels: int, width: int, lower: int, device=None) -> tuple[Tensor, Tensor]:
+    """``(columns, inside)``, each (C, W): the column ``i + d - lower`` of band entry (i, d), and whether it lies
+    in the C x C matrix (entries outside are not part of A)."""
+    columns = torch.arange(n_channels, device=device).unsqueeze(-1) + torch.arange(width, device=device) - lower
+    return columns, (columns >= 0) & (columns < n_channels)
+
+
 def band_to_dense(band: Tensor, lower: int) -> Tensor:
     """(M, C, C) the matrices whose bands ``band`` (M, C, W) holds (``band[m, i, d]`` at column ``i + d - lower``)."""
     n_matrices, n_channels, width = band.shape
+    columns, inside = band_columns(n_channels, width, lower, band.device)
     rows = torch.arange(n_channels, device=band.device).unsqueeze(-1).expand(n_channels, width)
-    columns = rows + torch.arange(width, device=band.device) - lower
-    inside = (columns >= 0) & (columns < n_channels)
     dense = band.new_zeros((n_matrices, n_channels, n_channels))
     dense[:, rows[inside], columns[inside]] = band[:, inside]
     return dense
@@ -263,10 +269,20 @@ def band_to_dense(band: Tensor, lower: int) -> Tensor:
 def dense_to_band(dense: Tensor, lower: int, width: int) -> Tensor:
     """(M, C, W) the bands of ``dense`` (M, C, C), zero where a band entry falls outside the matrix."""
     n_channels = dense.shape[-1]
-    rows = torch.arange(n_channels, device=dense.device).unsqueeze(-1)
-    columns = rows + torch.arange(width, device=dense.device) - lower
-    inside = (columns >= 0) & (columns < n_channels)
+    columns, inside = band_columns(n_channels, width, lower, dense.device)
     return dense.gather(-1, columns.clamp(0, n_channels - 1).expand(dense.shape[0], -1, -1)) * inside
+
+
+def transposed_pattern(crow: Tensor, col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(crow_t, col_t, order)``: the CSR pattern of A^T (int64), and for each of its non-zeros the index of
+    A's. On any device, without a host synchronisation."""
+    n_channels = crow.shape[0] - 1
+    rows = torch.repeat_interleave(torch.arange(n_channels, device=crow.device), crow.diff(),
+                                   output_size=col.shape[0])
+    order = torch.argsort(col, stable=True)
+    # Row j of A^T starts where the sorted columns reach j.
+    crow_t = torch.searchsorted(col[order], torch.arange(n_channels + 1, device=crow.device, dtype=col.dtype))
+    return crow_t.to(torch.int64), rows[order].contiguous(), order
 
 
 def csr_to_dense(crow: Tensor, col: Tensor, values: Tensor, n_channels: int) -> Tensor:
