@@ -627,3 +627,34 @@ def test_summary_reports_the_kernel_start_up_apart(capsys):
     assert summary(records, elapsed=7.0, start_up=6.0) == 0
     line = capsys.readouterr().out
     assert "30.0 s of audio, 30 x real time, after 6.0 s readying the kernels" in line
+
+
+@pytest.mark.parametrize("where, signal_name", [("worker", "SIGTERM"), ("main", "SIGTERM"), ("main", "SIGINT")])
+def test_a_signal_inside_a_c_callback_still_stops_without_a_traceback(where, signal_name):
+    # A signal during a kernel compile can land in numba's callbacks into
+    # Python, where an exception cannot propagate: the run still stops, quietly.
+    # (Workers ignore Ctrl-C: the parent handles it.)
+    import subprocess
+
+    set_up = ("from filterbank.cli.extract import _start_worker\n_start_worker()\n" if where == "worker" else
+              "from filterbank.cli._files import stop_on_signals\nstopping = stop_on_signals()\n"
+              "stopping.__enter__()\n")
+    program = (
+        "import ctypes, os, signal, sys, time\n" + set_up +
+        "def inside():\n"
+        f"    os.kill(os.getpid(), signal.{signal_name})\n"
+        "    time.sleep(1)\n"
+        "try:\n"
+        "    ctypes.CFUNCTYPE(None)(inside)()\n"
+        "    time.sleep(2)   # the compile goes on in Python\n"
+        "    print('went on after the signal')\n"
+        "except (KeyboardInterrupt, Exception) as stop:\n"
+        "    print('stopped by', type(stop).__name__)\n"
+        "    sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "went on" not in done.stdout, (done.stdout, done.stderr)
+    if where == "worker":
+        assert done.returncode == 128 + 15, done.stderr
+    else:
+        expected = "KeyboardInterrupt" if signal_name == "SIGINT" else "Stopped"
+        assert done.returncode == 3 and f"stopped by {expected}" in done.stdout, (done.stdout, done.stderr)

@@ -231,6 +231,31 @@ class Stopped(Exception):
         self.signal = signal_number
 
 
+def raise_swallowed_signals_again(unraisable) -> None:
+    """A :data:`sys.unraisablehook`: a signal's exception raised where it cannot propagate is raised again.
+
+    A signal that lands while C code has called back into Python (numba's
+    compiler does while it builds a kernel) raises there; Python prints that
+    exception as a traceback, drops it, and the program would go on. The
+    signal is sent again a moment later instead, from another thread, so that
+    it raises once control is back in Python code and unwinds as usual (sent
+    from here it would raise in this hook, where it is dropped too).
+    """
+    value, number = unraisable.exc_value, None
+    if isinstance(value, KeyboardInterrupt):
+        number = signal.SIGINT
+    elif isinstance(value, Stopped):
+        number = value.signal
+    elif isinstance(value, SystemExit) and isinstance(value.code, int) and value.code > 128:
+        number = value.code - 128    # a worker's SIGTERM handler exits with 128 + the signal's number
+    if number is None:
+        sys.__unraisablehook__(unraisable)
+        return
+    again = threading.Timer(0.005, os.kill, (os.getpid(), number))
+    again.daemon = True
+    again.start()
+
+
 @contextlib.contextmanager
 def stop_on_signals():
     """SIGTERM raises :class:`Stopped` in the main thread while extraction runs (SIGINT is KeyboardInterrupt)."""
@@ -241,11 +266,13 @@ def stop_on_signals():
     def stop(signal_number, frame):
         raise Stopped(signal_number)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous, previous_hook = signal.signal(signal.SIGTERM, stop), sys.unraisablehook
+    sys.unraisablehook = raise_swallowed_signals_again
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 def stopped_line(signal_number: int, done: int, total: int, manifest: str) -> int:

@@ -24,8 +24,8 @@ from typing import Optional
 
 from .. import features
 from ._files import (
-    Stopped, check_output_folder, find_audio, order_by_length, output_paths, progress, read_audio, shard,
-    stop_on_signals, stopped_line, summary, write_or_fail,
+    Stopped, check_output_folder, find_audio, order_by_length, output_paths, progress, raise_swallowed_signals_again,
+    read_audio, shard, stop_on_signals, stopped_line, summary, write_or_fail,
 )
 from ._options import (
     CASCADE, add_bank_options, check_bank_options, check_device, make_bank, non_negative_int, positive_int,
@@ -294,6 +294,7 @@ def _start_worker() -> None:
     numba.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))  # unwinds: temporary files go
+    sys.unraisablehook = raise_swallowed_signals_again
 
 
 def _fork_is_safe(device: str) -> bool:
