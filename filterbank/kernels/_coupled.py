@@ -101,14 +101,14 @@ _TANH_Q = (1.0, 4.6714342302493300e-01, 2.5876987018008332e-02, 3.28563684532235
 
 
 @numba.njit(inline="always", **JIT)
-def _vtanh(z, like):
-    """Lane-wise tanh of a float32 lane vector (``like``: an array of its dtype)."""
+def _vtanh(z):
+    """Lane-wise tanh of a float32 lane vector."""
     x = vclamp(z, 9.0)
     s = vmul(x, x)
-    p = vfma(vfma(vfma(vfma(vsplat(like, _TANH_P[4]), s, vsplat(like, _TANH_P[3])), s, vsplat(like, _TANH_P[2])),
-                  s, vsplat(like, _TANH_P[1])), s, vsplat(like, _TANH_P[0]))
-    q = vfma(vfma(vfma(vfma(vsplat(like, _TANH_Q[4]), s, vsplat(like, _TANH_Q[3])), s, vsplat(like, _TANH_Q[2])),
-                  s, vsplat(like, _TANH_Q[1])), s, vsplat(like, _TANH_Q[0]))
+    p = vfma(vfma(vfma(vfma(vsplat(z, _TANH_P[4]), s, vsplat(z, _TANH_P[3])), s, vsplat(z, _TANH_P[2])),
+                  s, vsplat(z, _TANH_P[1])), s, vsplat(z, _TANH_P[0]))
+    q = vfma(vfma(vfma(vfma(vsplat(z, _TANH_Q[4]), s, vsplat(z, _TANH_Q[3])), s, vsplat(z, _TANH_Q[2])),
+                  s, vsplat(z, _TANH_Q[1])), s, vsplat(z, _TANH_Q[0]))
     return vclamp(vdiv(vmul(x, p), q), 1.0)
 
 
@@ -118,7 +118,7 @@ def _tanh_row(matrix, row, start, n_channels, spare):
     if matrix.itemsize == 4:
         for i0 in range(0, n_channels, spare.shape[1]):
             # The lanes past n_channels hold zeros or padding; tanh keeps zeros zero.
-            vstore(matrix, row, start + i0, _vtanh(vload(matrix, row, start + i0), matrix))
+            vstore(matrix, row, start + i0, _vtanh(vload(matrix, row, start + i0)))
     else:
         for c in range(n_channels):
             matrix[row, start + c] = np.tanh(matrix[row, start + c])
@@ -129,7 +129,7 @@ def _band_times(band, state, row, at, lower, total):
     """``total + sum_d band[d, at] state[row, at + d - lower]``: row ``at - pad`` of ``A h`` for one lane group,
     in four interleaved partial sums (one sum's multiply-adds wait for each other; four keep the FMA units busy)."""
     width = band.shape[0]
-    zero = vmul(total, vsplat(band, 0.0))
+    zero = vsplat(total, 0.0)
     s1, s2, s3 = zero, zero, zero
     d = 0
     while d + 4 <= width:
@@ -146,108 +146,341 @@ def _band_times(band, state, row, at, lower, total):
 
 
 @numba.njit(inline="always", **JIT)
-def _band_transposed_times(band, delta, at, lower):
-    """``sum_d band[d, at - (d - lower)] delta[0, at - (d - lower)]``: ``A^T delta`` for one lane group."""
-    width = band.shape[0]
-    zero = vsplat(band, 0.0)
-    s0, s1, s2, s3 = zero, zero, zero, zero
-    d = 0
-    while d + 4 <= width:
-        column = at - d + lower
-        s0 = vfma(vload(band, d, column), vload(delta, 0, column), s0)
-        s1 = vfma(vload(band, d + 1, column - 1), vload(delta, 0, column - 1), s1)
-        s2 = vfma(vload(band, d + 2, column - 2), vload(delta, 0, column - 2), s2)
-        s3 = vfma(vload(band, d + 3, column - 3), vload(delta, 0, column - 3), s3)
-        d += 4
-    while d < width:
-        column = at - d + lower
-        s0 = vfma(vload(band, d, column), vload(delta, 0, column), s0)
-        d += 1
-    return vadd(vadd(s0, s1), vadd(s2, s3))
+def _activate_lanes(z, kind, single):
+    """``f(z)`` for one lane group (``single``: float32); float64's tanh is left to :func:`_tanh_row` (libm,
+    lane by lane)."""
+    if kind == 2:
+        return vmax(z, vsplat(z, 0.0))
+    if kind == 1 and single:
+        return _vtanh(z)
+    return z
+
+
+# The loops over a step's channels run the whole lane groups with plain vector
+# loads and stores and leave the last, partial group to ``_load``/``_store``
+# after the loop: with their branch inside the loop, numba cannot prune the
+# reference counting of ``spare`` and each group paid two calls into its
+# runtime (measured: the forward 2.5-3.5x slower).
+
+
+# Sequences per task. Four that share one band run their steps together: each
+# lane group of the band (it does not fit in L1 at 1024 channels) is loaded
+# once for four sequences, and the band gradient is read and written once for
+# four (measured on the 2-core machine: forward 1.5x, backward 1.6x faster).
+SEQUENCES = 4
+
+
+@numba.njit(inline="always", **JIT)
+def _task_rows(g, per_task, band_index, n_rows):
+    """``(first, count, shared)``: task g's rows ``first .. first + count - 1``, and whether they are
+    ``SEQUENCES`` rows of one band."""
+    first = g * per_task
+    count = min(per_task, n_rows - first)
+    shared = count == SEQUENCES
+    for s in range(1, count):
+        shared = shared and band_index[first + s] == band_index[first]
+    return first, count, shared
+
+
+@numba.njit(inline="always", **JIT)
+def _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare):
+    """Step t of row n past its whole lane groups: the last, partial group, libm's tanh (float64), and the
+    output's channels there."""
+    n_channels = u.shape[2]
+    group = spare.shape[1]
+    whole = n_channels - n_channels % group
+    hn = borrow(h, n)
+    if whole < n_channels:
+        z = _band_times(band, state, before, pad + whole, lower, _load(borrow(u, n), t, whole, n_channels, spare))
+        vstore(state, now, pad + whole, _activate_lanes(z, kind, u.itemsize == 4))
+    if kind == 1 and u.itemsize == 8:
+        _tanh_row(state, now, pad, n_channels, spare)
+        for i0 in range(0, whole, group):
+            vstore(hn, t, i0, vload(state, now, pad + i0))
+    for c in range(whole, n_channels):
+        hn[t, c] = state[now, pad + c]
+
+
+# The per-task functions below are called, not inlined, and their loops over
+# the lane groups run the band's multiply-adds in their own body: an array
+# handed to an inlined helper there is reference-counted around the helper's
+# loop, which numba does not prune, and each lane group then paid four calls
+# into its runtime (measured: the forward 2.5-3.5x slower).
 
 
 @numba.njit(**JIT)
-def banded_rows(rows, u, band_t, band_index, h0, h, lower, pad, kind):
-    """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])`` for the rows ``rows``.
+def _forward_one(n, u, band_t, band_index, h0, h, lower, pad, kind, state, spare):
+    """Row n: the state of step t - 1 in ``state[t % 2]``."""
+    n_time, n_channels = u.shape[1], u.shape[2]
+    width = band_t.shape[1]
+    group = spare.shape[1]
+    whole = n_channels - n_channels % group
+    single = u.itemsize == 4
+    direct = single or kind != 1  # else libm's tanh runs after the loop
+    band, un, hn = borrow(band_t, band_index[n]), borrow(u, n), borrow(h, n)
+    for c in range(n_channels):
+        state[0, pad + c] = h0[n, c]
+    for t in range(n_time):
+        before, now = t % 2, 1 - t % 2
+        for i0 in range(0, whole, group):
+            at = pad + i0
+            z = vload(un, t, i0)
+            y = vsplat(z, 0.0)
+            d = 0
+            while d + 2 <= width:  # two multiply-add chains in flight
+                column = at + d - lower
+                z = vfma(vload(band, d, at), vload(state, before, column), z)
+                y = vfma(vload(band, d + 1, at), vload(state, before, column + 1), y)
+                d += 2
+            if d < width:
+                z = vfma(vload(band, d, at), vload(state, before, at + d - lower), z)
+            z = _activate_lanes(vadd(z, y), kind, single)
+            vstore(state, now, at, z)
+            if direct:
+                vstore(hn, t, i0, z)
+        _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare)
+
+
+@numba.njit(**JIT)
+def _forward_four(first, u, band, h0, h, lower, pad, kind, state, spare):
+    """Rows ``first .. first + 3``, of one band, step by step together: the state of row ``first + s`` at
+    step t - 1 in ``state[(t % 2) * 4 + s]``. Each lane group of the band is loaded once for the four."""
+    n_time, n_channels = u.shape[1], u.shape[2]
+    width = band.shape[0]
+    group = spare.shape[1]
+    whole = n_channels - n_channels % group
+    single = u.itemsize == 4
+    direct = single or kind != 1
+    u0, u1, u2, u3 = borrow(u, first), borrow(u, first + 1), borrow(u, first + 2), borrow(u, first + 3)
+    h_0, h_1, h_2, h_3 = borrow(h, first), borrow(h, first + 1), borrow(h, first + 2), borrow(h, first + 3)
+    for s in range(4):
+        for c in range(n_channels):
+            state[s, pad + c] = h0[first + s, c]
+    for t in range(n_time):
+        r0 = (t % 2) * 4
+        now = 4 - r0
+        for i0 in range(0, whole, group):
+            at = pad + i0
+            z0, z1, z2, z3 = vload(u0, t, i0), vload(u1, t, i0), vload(u2, t, i0), vload(u3, t, i0)
+            y0 = vsplat(z0, 0.0)
+            y1, y2, y3 = y0, y0, y0
+            d = 0
+            while d + 2 <= width:  # eight multiply-add chains in flight
+                column = at + d - lower
+                b, c = vload(band, d, at), vload(band, d + 1, at)
+                z0 = vfma(b, vload(state, r0, column), z0)
+                y0 = vfma(c, vload(state, r0, column + 1), y0)
+                z1 = vfma(b, vload(state, r0 + 1, column), z1)
+                y1 = vfma(c, vload(state, r0 + 1, column + 1), y1)
+                z2 = vfma(b, vload(state, r0 + 2, column), z2)
+                y2 = vfma(c, vload(state, r0 + 2, column + 1), y2)
+                z3 = vfma(b, vload(state, r0 + 3, column), z3)
+                y3 = vfma(c, vload(state, r0 + 3, column + 1), y3)
+                d += 2
+            if d < width:
+                column = at + d - lower
+                b = vload(band, d, at)
+                z0 = vfma(b, vload(state, r0, column), z0)
+                z1 = vfma(b, vload(state, r0 + 1, column), z1)
+                z2 = vfma(b, vload(state, r0 + 2, column), z2)
+                z3 = vfma(b, vload(state, r0 + 3, column), z3)
+            z0, z1 = _activate_lanes(vadd(z0, y0), kind, single), _activate_lanes(vadd(z1, y1), kind, single)
+            z2, z3 = _activate_lanes(vadd(z2, y2), kind, single), _activate_lanes(vadd(z3, y3), kind, single)
+            vstore(state, now, at, z0)
+            vstore(state, now + 1, at, z1)
+            vstore(state, now + 2, at, z2)
+            vstore(state, now + 3, at, z3)
+            if direct:
+                vstore(h_0, t, i0, z0)
+                vstore(h_1, t, i0, z1)
+                vstore(h_2, t, i0, z2)
+                vstore(h_3, t, i0, z3)
+        for s in range(4):
+            _forward_tail(first + s, t, u, band, h, state, r0 + s, now + s, lower, pad, kind, spare)
+
+
+@numba.njit(**JIT)
+def banded_rows(tasks, per_task, u, band_t, band_index, h0, h, lower, pad, kind):
+    """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])``; task g runs rows ``g * per_task`` onwards
+    (``per_task`` 1 or ``SEQUENCES``).
 
     ``band_t`` (M, W, pad + Cp + pad): diagonal d of channel i at column
     ``pad + i``, zero where ``i + d - lower`` is outside the matrix and past
-    C (Cp: C rounded up to whole lane groups). The state of the step before
-    sits in a buffer of the same padding (zeros outside the C channels), so a
-    diagonal is one shifted vector load and a multiply-add per lane group.
+    C (Cp: C rounded up to whole lane groups). The states of the step before
+    sit in a buffer of the same padding (zeros outside the C channels: f
+    keeps zeros zero), so a diagonal is one shifted vector load and a
+    multiply-add per lane group.
     """
-    n_time, n_channels = u.shape[1], u.shape[2]
-    padded = band_t.shape[2]
-    group = group_width(u.itemsize)
-    state = np.zeros((2, padded), u.dtype)
-    spare = np.zeros((1, group), u.dtype)
-    for n in rows:
-        band = borrow(band_t, band_index[n])
-        un, hn = borrow(u, n), borrow(h, n)
-        for c in range(n_channels):
-            state[0, pad + c] = h0[n, c]
-        for t in range(n_time):
-            before, now = t % 2, 1 - t % 2
-            for i0 in range(0, n_channels, group):
-                z = _band_times(band, state, before, pad + i0, lower, _load(un, t, i0, n_channels, spare))
-                if kind == 2:
-                    z = vmax(z, vsplat(u, 0.0))
-                vstore(state, now, pad + i0, z)
-            if kind == 1:
-                _tanh_row(state, now, pad, n_channels, spare)
-            for i0 in range(0, n_channels, group):
-                _store(hn, t, i0, n_channels, spare, vload(state, now, pad + i0))
+    n_rows = u.shape[0]
+    state = np.zeros((2 * SEQUENCES, band_t.shape[2]), u.dtype)
+    spare = np.zeros((1, group_width(u.itemsize)), u.dtype)
+    for g in tasks:
+        first, count, shared = _task_rows(g, per_task, band_index, n_rows)
+        if shared:
+            _forward_four(first, u, borrow(band_t, band_index[first]), h0, h, lower, pad, kind, state, spare)
+        else:
+            for n in range(first, first + count):
+                _forward_one(n, u, band_t, band_index, h0, h, lower, pad, kind, state, spare)
+
+
+@numba.njit(inline="always", **JIT)
+def _adjoint_lanes(grad, carry, out, kind):
+    """``delta = f'(z) (grad + carry)`` for one lane group, ``f'`` from the output ``out = f(z)``."""
+    total = vadd(grad, carry)
+    if kind == 1:
+        return vfnma(vmul(total, out), out, total)
+    if kind == 2:
+        return vwhere_positive(out, total)
+    return total
 
 
 @numba.njit(**JIT)
-def banded_backward_rows(rows, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows,
-                         grad_h0):
-    """Backward for the rows ``rows``: ``grad_u`` (N, T, C), ``grad_band_rows`` (N, W, pad + Cp + pad) (column
-    ``pad + i`` for channel i), ``grad_h0`` (N, C); ``band_t`` as in :func:`banded_rows`.
+def _adjoint_row(n, s, t, grad_h, h, h0, grad_u, delta, carry, before, pad, kind, spare):
+    """Step t of row n (row s of the buffers): ``delta = f'(z) (grad + carry)``, written to ``grad_u`` too,
+    and the state before the step into ``before``."""
+    n_channels = h.shape[2]
+    group = spare.shape[1]
+    whole = n_channels - n_channels % group
+    gn, hn, dn = borrow(grad_h, n), borrow(h, n), borrow(grad_u, n)
+    for i0 in range(0, whole, group):
+        total = _adjoint_lanes(vload(gn, t, i0), vload(carry, s, pad + i0), vload(hn, t, i0), kind)
+        vstore(delta, s, pad + i0, total)
+        vstore(dn, t, i0, total)
+        vstore(before, s, pad + i0, vload(hn, t - 1, i0) if t > 0 else vload(h0, n, i0))
+    if whole < n_channels:
+        total = _adjoint_lanes(_load(gn, t, whole, n_channels, spare), vload(carry, s, pad + whole),
+                               _load(hn, t, whole, n_channels, spare), kind)
+        vstore(delta, s, pad + whole, total)
+        _store(dn, t, whole, n_channels, spare, total)
+        vstore(before, s, pad + whole, _load(hn, t - 1, whole, n_channels, spare) if t > 0 else
+               _load(h0, n, whole, n_channels, spare))
+
+
+@numba.njit(**JIT)
+def _backward_one(n, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows, grad_h0, delta,
+                  carry, before, spare):
+    """Row n, in row 0 of the buffers."""
+    n_time, n_channels = h.shape[1], h.shape[2]
+    width, padded = band_t.shape[1], band_t.shape[2]
+    group = spare.shape[1]
+    band, grad_band = borrow(band_t, band_index[n]), borrow(grad_band_rows, n)
+    for c in range(padded):
+        carry[0, c] = 0.0
+    for d in range(width):
+        for c in range(padded):
+            grad_band[d, c] = 0.0
+    for tt in range(n_time):
+        t = n_time - 1 - tt
+        _adjoint_row(n, 0, t, grad_h, h, h0, grad_u, delta, carry, before, pad, kind, spare)
+        for i0 in range(0, n_channels, group):
+            at = pad + i0
+            now = vload(delta, 0, at)
+            z = vsplat(now, 0.0)
+            y = z
+            for d in range(width):
+                vstore(grad_band, d, at, vfma(now, vload(before, 0, at + d - lower), vload(grad_band, d, at)))
+            d = 0
+            while d + 2 <= width:  # A^T delta, two chains
+                column = at - d + lower
+                z = vfma(vload(band, d, column), vload(delta, 0, column), z)
+                y = vfma(vload(band, d + 1, column - 1), vload(delta, 0, column - 1), y)
+                d += 2
+            if d < width:
+                column = at - d + lower
+                z = vfma(vload(band, d, column), vload(delta, 0, column), z)
+            vstore(carry, 0, at, vadd(z, y))
+    for c in range(n_channels):
+        grad_h0[n, c] = carry[0, pad + c]
+
+
+@numba.njit(**JIT)
+def _backward_four(first, grad_h, h, band, h0, lower, pad, kind, grad_u, grad_band, grad_h0, delta, carry, before,
+                   spare):
+    """Rows ``first .. first + 3``, of one band, step by step together (row s of the buffers for row
+    ``first + s``); their band gradients summed into ``grad_band``. Each lane group of the band and of its
+    gradient is loaded once for the four."""
+    n_time, n_channels = h.shape[1], h.shape[2]
+    width, padded = band.shape[0], band.shape[1]
+    group = spare.shape[1]
+    for c in range(padded):
+        for s in range(4):
+            carry[s, c] = 0.0
+        for d in range(width):
+            grad_band[d, c] = 0.0
+    for tt in range(n_time):
+        t = n_time - 1 - tt
+        for s in range(4):
+            _adjoint_row(first + s, s, t, grad_h, h, h0, grad_u, delta, carry, before, pad, kind, spare)
+        for i0 in range(0, n_channels, group):
+            at = pad + i0
+            now0, now1, now2, now3 = vload(delta, 0, at), vload(delta, 1, at), vload(delta, 2, at), vload(delta, 3, at)
+            for d in range(width):
+                column = at + d - lower
+                total = vfma(now0, vload(before, 0, column), vload(grad_band, d, at))
+                total = vfma(now1, vload(before, 1, column), total)
+                total = vfma(now2, vload(before, 2, column), total)
+                vstore(grad_band, d, at, vfma(now3, vload(before, 3, column), total))
+            z0 = vsplat(now0, 0.0)
+            z1, z2, z3, y0, y1, y2, y3 = z0, z0, z0, z0, z0, z0, z0
+            d = 0
+            while d + 2 <= width:  # A^T delta, eight chains
+                column = at - d + lower
+                b, c = vload(band, d, column), vload(band, d + 1, column - 1)
+                z0 = vfma(b, vload(delta, 0, column), z0)
+                y0 = vfma(c, vload(delta, 0, column - 1), y0)
+                z1 = vfma(b, vload(delta, 1, column), z1)
+                y1 = vfma(c, vload(delta, 1, column - 1), y1)
+                z2 = vfma(b, vload(delta, 2, column), z2)
+                y2 = vfma(c, vload(delta, 2, column - 1), y2)
+                z3 = vfma(b, vload(delta, 3, column), z3)
+                y3 = vfma(c, vload(delta, 3, column - 1), y3)
+                d += 2
+            if d < width:
+                column = at - d + lower
+                b = vload(band, d, column)
+                z0 = vfma(b, vload(delta, 0, column), z0)
+                z1 = vfma(b, vload(delta, 1, column), z1)
+                z2 = vfma(b, vload(delta, 2, column), z2)
+                z3 = vfma(b, vload(delta, 3, column), z3)
+            vstore(carry, 0, at, vadd(z0, y0))
+            vstore(carry, 1, at, vadd(z1, y1))
+            vstore(carry, 2, at, vadd(z2, y2))
+            vstore(carry, 3, at, vadd(z3, y3))
+    for s in range(4):
+        for c in range(n_channels):
+            grad_h0[first + s, c] = carry[s, pad + c]
+
+
+@numba.njit(**JIT)
+def banded_backward_rows(tasks, per_task, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u,
+                         grad_band_rows, grad_h0):
+    """Backward, tasks as in :func:`banded_rows`: ``grad_u`` (N, T, C), ``grad_band_rows`` (N, W, pad + Cp +
+    pad) (column ``pad + i`` for channel i; four rows of one band run together and leave their sum in the
+    first one's, zeros in the others'), ``grad_h0`` (N, C); ``band_t`` as in :func:`banded_rows`.
 
     ``A^T delta`` gathers, for channel j, diagonal d of channel ``j - (d -
     lower)``: a shifted load of the band and of the padded ``delta``.
     """
-    n_time, n_channels = h.shape[1], h.shape[2]
-    width, padded = band_t.shape[1], band_t.shape[2]
-    group = group_width(h.itemsize)
-    delta = np.zeros((1, padded), h.dtype)
-    carry = np.zeros((1, padded), h.dtype)  # A^T delta[t+1]; after the loop, A^T delta[0]
-    before = np.zeros((1, padded), h.dtype)  # h[t-1]
-    spare = np.zeros((1, group), h.dtype)
-    for n in rows:
-        band = borrow(band_t, band_index[n])
-        gn, hn, dn = borrow(grad_h, n), borrow(h, n), borrow(grad_u, n)
-        grad_band = borrow(grad_band_rows, n)
-        for c in range(padded):
-            carry[0, c] = 0.0
-        for d in range(width):
-            for c in range(padded):
-                grad_band[d, c] = 0.0
-        for tt in range(n_time):
-            t = n_time - 1 - tt
-            for i0 in range(0, n_channels, group):
-                total = vadd(_load(gn, t, i0, n_channels, spare), vload(carry, 0, pad + i0))
-                if kind == 1:
-                    out = _load(hn, t, i0, n_channels, spare)
-                    total = vfnma(vmul(total, out), out, total)
-                elif kind == 2:
-                    total = vwhere_positive(_load(hn, t, i0, n_channels, spare), total)
-                vstore(delta, 0, pad + i0, total)
-                _store(dn, t, i0, n_channels, spare, total)
-            for i0 in range(0, n_channels, group):
-                if t > 0:
-                    vstore(before, 0, pad + i0, _load(hn, t - 1, i0, n_channels, spare))
-                else:
-                    vstore(before, 0, pad + i0, _load(h0, n, i0, n_channels, spare))
-            for i0 in range(0, n_channels, group):
-                now = vload(delta, 0, pad + i0)
-                for d in range(width):
-                    vstore(grad_band, d, pad + i0,
-                           vfma(now, vload(before, 0, pad + i0 + d - lower), vload(grad_band, d, pad + i0)))
-                vstore(carry, 0, pad + i0, _band_transposed_times(band, delta, pad + i0, lower))
-        for c in range(n_channels):
-            grad_h0[n, c] = carry[0, pad + c]
+    n_rows = h.shape[0]
+    padded = band_t.shape[2]
+    delta = np.zeros((SEQUENCES, padded), h.dtype)
+    carry = np.zeros((SEQUENCES, padded), h.dtype)  # A^T delta[t+1]; after the loop, A^T delta[0]
+    before = np.zeros((SEQUENCES, padded), h.dtype)  # h[t-1]
+    spare = np.zeros((1, group_width(h.itemsize)), h.dtype)
+    for g in tasks:
+        first, count, shared = _task_rows(g, per_task, band_index, n_rows)
+        if shared:
+            for n in range(first + 1, first + count):
+                grad_band = borrow(grad_band_rows, n)
+                for d in range(grad_band.shape[0]):
+                    for c in range(padded):
+                        grad_band[d, c] = 0.0
+            _backward_four(first, grad_h, h, borrow(band_t, band_index[first]), h0, lower, pad, kind, grad_u,
+                           borrow(grad_band_rows, first), grad_h0, delta, carry, before, spare)
+        else:
+            for n in range(first, first + count):
+                _backward_one(n, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows,
+                              grad_h0, delta, carry, before, spare)
 
 
 # --------------------------------------------------------------------------
@@ -319,7 +552,7 @@ def csr_backward_rows(rows, grad_h, h, crow, col, values_t, crow_t, col_t, value
 def _tanh_lanes(matrix, row):
     """``matrix[row, :] = tanh(...)`` for one lane vector's row of a 2-D array."""
     if matrix.itemsize == 4:
-        vstore(matrix, row, 0, _vtanh(vload(matrix, row, 0), matrix))
+        vstore(matrix, row, 0, _vtanh(vload(matrix, row, 0)))
     else:
         for c in range(matrix.shape[1]):
             matrix[row, c] = np.tanh(matrix[row, c])
@@ -329,7 +562,7 @@ def _tanh_lanes(matrix, row):
 def _gather_row(state, crow, col, values, i, total):
     """``total + sum_k values[k] state[col[k]]`` over row i's non-zeros, in four interleaved partial sums (the
     multiply-adds of one sum wait for each other; four keep the FMA units busy)."""
-    zero = vmul(total, vsplat(state, 0.0))
+    zero = vsplat(total, 0.0)
     s1, s2, s3 = zero, zero, zero
     k, stop = crow[i], crow[i + 1]
     while k + 4 <= stop:
@@ -426,16 +659,16 @@ def csr_tiles_backward(tiles, grad_h, h, rows, crow, col, values_t, crow_t, col_
 @numba.njit(inline="always", **JIT)
 def _banded_call(args, dims, data, dtype):
     p = slots_of(data)
-    banded_rows(tiles_of(args, dims), array3(p, 0, dtype), array3(p, 1, dtype), vector(p, 2, np.int64),
-                matrix(p, 3, dtype), array3(p, 4, dtype), value(p, 5), value(p, 6), value(p, 7))
+    banded_rows(tiles_of(args, dims), value(p, 0), array3(p, 1, dtype), array3(p, 2, dtype), vector(p, 3, np.int64),
+                matrix(p, 4, dtype), array3(p, 5, dtype), value(p, 6), value(p, 7), value(p, 8))
 
 
 @numba.njit(inline="always", **JIT)
 def _banded_backward_call(args, dims, data, dtype):
     p = slots_of(data)
-    banded_backward_rows(tiles_of(args, dims), array3(p, 0, dtype), array3(p, 1, dtype), array3(p, 2, dtype),
-                         vector(p, 3, np.int64), matrix(p, 4, dtype), value(p, 5), value(p, 6), value(p, 7),
-                         array3(p, 8, dtype), array3(p, 9, dtype), matrix(p, 10, dtype))
+    banded_backward_rows(tiles_of(args, dims), value(p, 0), array3(p, 1, dtype), array3(p, 2, dtype),
+                         array3(p, 3, dtype), vector(p, 4, np.int64), matrix(p, 5, dtype), value(p, 6), value(p, 7),
+                         value(p, 8), array3(p, 9, dtype), array3(p, 10, dtype), matrix(p, 11, dtype))
 
 
 @numba.njit(inline="always", **JIT)
@@ -531,8 +764,10 @@ _KERNELS = {
 }
 
 
-def _run(kernel: str, n_rows: int, *arguments) -> None:
-    launch(compiled(_KERNELS[kernel][arguments[0].dtype]), n_rows, pack(*arguments))
+def _run(kernel: str, n_tasks: int, *arguments) -> None:
+    """Launch ``kernel`` in the dtype of its first array argument."""
+    dtype = next(argument.dtype for argument in arguments if isinstance(argument, np.ndarray))
+    launch(compiled(_KERNELS[kernel][dtype]), n_tasks, pack(*arguments))
 
 
 def band_layout(n_channels: int, lower: int, upper: int, itemsize: int) -> tuple[int, int]:
@@ -542,15 +777,23 @@ def band_layout(n_channels: int, lower: int, upper: int, itemsize: int) -> tuple
     return pad, pad + -(-n_channels // group) * group + pad
 
 
+def _sequences_per_task(n_rows: int) -> int:
+    """``SEQUENCES`` when that still leaves every thread a task, else 1."""
+    return SEQUENCES if n_rows >= SEQUENCES * numba.get_num_threads() else 1
+
+
 def banded_forward(u, band_t, band_index, h0, h, lower, pad, kind):
     """Fill ``h`` (:func:`banded_rows`); numpy arrays of one float dtype (indices int64), C-contiguous."""
-    _run("banded", u.shape[0], u, band_t, band_index, h0, h, lower, pad, kind)
+    per_task = _sequences_per_task(u.shape[0])
+    _run("banded", -(-u.shape[0] // per_task), per_task, u, band_t, band_index, h0, h, lower, pad, kind)
 
 
 def banded_backward(grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u, grad_band_rows, grad_h0):
-    """Fill ``grad_u, grad_band_rows, grad_h0`` (:func:`banded_backward_rows`)."""
-    _run("banded_backward", h.shape[0], grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u,
-         grad_band_rows, grad_h0)
+    """Fill ``grad_u, grad_band_rows, grad_h0`` (:func:`banded_backward_rows`); sum ``grad_band_rows`` over
+    the rows that share a band (a task's first row may hold its other rows' share)."""
+    per_task = _sequences_per_task(h.shape[0])
+    _run("banded_backward", -(-h.shape[0] // per_task), per_task, grad_h, h, band_t, band_index, h0, lower, pad,
+         kind, grad_u, grad_band_rows, grad_h0)
 
 
 def csr_forward(u, crow, col, values, values_index, h0, h, kind):

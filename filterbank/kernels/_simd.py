@@ -300,8 +300,12 @@ def vstore(typingctx, array, row, col, value):
 
 @intrinsic
 def vsplat(typingctx, like, value):
-    """A lane vector of ``like``'s dtype with every lane equal to ``value``."""
-    if not (isinstance(like, types.Array) and like.dtype in (types.float32, types.float64)):
+    """A lane vector of ``like``'s dtype (an array or a lane vector) with every lane equal to ``value``.
+
+    Inside a loop, prefer a lane vector for ``like``: an array handed to an
+    inlined helper is reference-counted there, calls numba cannot always prune.
+    """
+    if not (isinstance(like, (types.Array, LaneVector)) and like.dtype in (types.float32, types.float64)):
         return None
     if not isinstance(value, (types.Float, types.Integer)):
         return None
