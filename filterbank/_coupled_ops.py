@@ -4,7 +4,8 @@
 recurrence; their backwards (``..._backward``) run the reverse-time
 recursion with ``A^T`` (docs/design.md, "Coupled recurrences"), from the
 saved output alone: ``f'`` is a function of ``h = f(z)`` for every
-nonlinearity taken. Both have fake implementations for ``torch.compile``.
+nonlinearity taken. ``filterbank::input_projection`` is the RNN layers'
+input-to-hidden term for every time step at once. Both have fake implementations for ``torch.compile``.
 When a graph of the backward is asked for (double backward), the backward
 is the reference's recursion written in torch operations, differentiable
 by autograd. The storage conversions ``band_to_dense``/``dense_to_band`` are
@@ -19,16 +20,19 @@ Kernels are chosen by ``filterbank._ops``'s one backend function. Shapes
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 from . import _checks
 from ._ops import _backend
+from .kernels import _memory
 from .kernels import reference as _reference
 from .kernels.reference import band_to_dense, dense_to_band
 
 __all__ = ["banded_recurrence", "banded_recurrence_backward", "csr_recurrence", "csr_recurrence_backward",
-           "band_to_dense", "dense_to_band"]
+           "input_projection", "band_to_dense", "dense_to_band"]
 
 
 # --------------------------------------------------------------------------
@@ -137,3 +141,49 @@ def _csr_backward(ctx, grad_h):
 
 
 csr_recurrence.register_autograd(_csr_backward, setup_context=_csr_setup_context)
+
+
+# --------------------------------------------------------------------------
+# The input-to-hidden term of the RNN layers.
+#
+# ``x W^T + b`` for every time step, one matrix product. On the CPU the
+# output goes into a recycled huge-page buffer (``kernels/_memory.py``): it
+# is as large as the layer's output and freed after the recurrence reads it,
+# and into fresh memory the product spent as long in page faults as in the
+# arithmetic (measured at 32000 x 64 -> 1024: 47 ms against 25 ms). The
+# weight's gradient is taken as ``(x^T g)^T``, the operand order the CPU's
+# BLAS runs faster here (22 ms against 33 ms for ``g^T x``).
+
+
+@torch.library.custom_op("filterbank::input_projection", mutates_args=())
+def input_projection(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """(R, H) ``x @ weight.T + bias`` for ``x`` (R, I), ``weight`` (H, I), ``bias`` (H,) or None."""
+    shape = (x.shape[0], weight.shape[0])
+    if x.device.type != "cpu":
+        return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+    out = _memory.empty(shape, x.dtype)
+    if bias is None:
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+@input_projection.register_fake
+def _(x, weight, bias):
+    return x.new_empty((x.shape[0], weight.shape[0]))
+
+
+def _projection_setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+
+
+def _projection_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    grad_x = grad @ weight if needs[0] else None
+    grad_weight = (x.t() @ grad).t() if needs[1] else None
+    grad_bias = grad.sum(0) if needs[2] else None
+    return grad_x, grad_weight, grad_bias
+
+
+input_projection.register_autograd(_projection_backward, setup_context=_projection_setup_context)

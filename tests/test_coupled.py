@@ -352,6 +352,29 @@ def test_sparse_gradcheck(generator, nonlinearity):
     assert torch.autograd.gradgradcheck(run, (u, values, h0))
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_input_projection_op(generator, with_bias):
+    """The RNN layers' input term: ``x W^T + b`` (into a recycled buffer on the CPU), its gradients twice over."""
+    x = torch.randn(7, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=generator, dtype=torch.float64, requires_grad=True) if with_bias else None
+    want = x @ weight.T + (bias if with_bias else 0)
+    torch.testing.assert_close(_coupled_ops.input_projection(x, weight, bias), want, rtol=1e-14, atol=0)
+    inputs = (x, weight, bias) if with_bias else (x, weight)
+
+    def run(*args):
+        return _coupled_ops.input_projection(args[0], args[1], args[2] if with_bias else None)
+
+    assert torch.autograd.gradcheck(run, inputs)
+    assert torch.autograd.gradgradcheck(run, inputs)
+    # Large enough for the recycled huge-page buffers: two live outputs never share one.
+    big = torch.randn(4096, 64, generator=generator)
+    first = _coupled_ops.input_projection(big, torch.eye(64)[:60], None)
+    second = _coupled_ops.input_projection(2 * big, torch.eye(64)[:60], None)
+    torch.testing.assert_close(first, big[:, :60], rtol=0, atol=0)
+    torch.testing.assert_close(second, 2 * big[:, :60], rtol=0, atol=0)
+
+
 def test_gradient_of_a_csr_tensors_values(generator):
     crow, col = random_pattern(generator, 5, 0.5)
     values = torch.randn(col.shape[0], generator=generator, dtype=torch.float64, requires_grad=True)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
+from .._coupled_ops import input_projection
 from ..coupled import banded_recurrence, dense_from_band, sparse_recurrence
 from ..streaming import State
 
@@ -109,11 +110,8 @@ class _StructuredRNN(nn.Module):
             for direction, suffix in enumerate(self._suffixes(layer)):
                 weight = getattr(self, "weight_ih" + suffix)
                 # One matmul for every time step; both biases go into the input term.
-                if self.bias:
-                    u = torch.addmm(getattr(self, "bias_ih" + suffix) + getattr(self, "bias_hh" + suffix),
-                                    x.reshape(-1, x.shape[-1]), weight.t()).reshape(x.shape[:-1] + (-1,))
-                else:
-                    u = x @ weight.t()
+                bias = (getattr(self, "bias_ih" + suffix) + getattr(self, "bias_hh" + suffix)) if self.bias else None
+                u = input_projection(x.reshape(-1, x.shape[-1]), weight, bias).reshape(x.shape[:-1] + (-1,))
                 if direction == 1:
                     u = u.flip(1)
                 h, h_last = self._recurrence(u, suffix, h0[layer * self.directions + direction])
