@@ -231,48 +231,11 @@ def test_low_precision_inputs(generator, dtype):
 # Kernels against the reference, forward and backward, directly.
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("nonlinearity", ["identity", "tanh", "relu"])
-@pytest.mark.parametrize("n_channels, n_time, lower, upper", SIZES + [(300, 6, 8, 8)])
-def test_banded_kernels_match_reference(generator, dtype, nonlinearity, n_channels, n_time, lower, upper):
-    lower, upper = min(lower, n_channels - 1), min(upper, n_channels - 1)
-    index = torch.tensor([0, 1, 1, 0])
-    u = torch.randn(4, n_time, n_channels, generator=generator, dtype=torch.float64)
-    band = random_band(generator, (2,), n_channels, lower, upper, torch.float64)
-    h0 = torch.randn(4, n_channels, generator=generator, dtype=torch.float64)
-    grad = torch.randn(4, n_time, n_channels, generator=generator, dtype=torch.float64)
-    want = reference.banded_recurrence(u, band, index, h0, lower, nonlinearity)
-    want_grads = reference.banded_recurrence_backward(grad, want, band, index, h0, lower, nonlinearity)
-    cast = [t.to(dtype) for t in (u, band, h0, grad)]
-    got = cpu.banded_recurrence(cast[0], cast[1], index, cast[2], lower, nonlinearity)
-    got_grads = cpu.banded_recurrence_backward(cast[3], want.to(dtype), cast[1], index, cast[2], lower, nonlinearity)
-    if dtype == torch.float64:
-        assert_close12(got, want, "h")
-        for name, g, w in zip(("u", "band", "h0"), got_grads, want_grads):
-            assert_close12(g, w, f"grad {name}")
-    else:
-        same = reference.banded_recurrence(cast[0], cast[1], index, cast[2], lower, nonlinearity)
-        assert_close_low(got, want, same, "h")
-        same_grads = reference.banded_recurrence_backward(cast[3], want.to(dtype), cast[1], index, cast[2], lower,
-                                                          nonlinearity)
-        for name, g, w, s in zip(("u", "band", "h0"), got_grads, want_grads, same_grads):
-            assert_close_low(g, w, s, f"grad {name}")
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("nonlinearity", ["identity", "tanh", "relu"])
-@pytest.mark.parametrize("n_channels, lower, upper", [(33, 2, 3), (64, 8, 8), (5, 1, 0)])
-def test_banded_kernels_four_sequences_per_task(generator, monkeypatch, dtype, nonlinearity, n_channels, lower,
-                                                upper):
-    """Tasks of four rows: rows of one band step together (and sum their band gradients), mixed rows and the
-    short last task go one by one."""
-    from filterbank.kernels import _coupled
-
-    monkeypatch.setattr(_coupled, "_sequences_per_task", lambda n_rows: _coupled.SEQUENCES)
-    index = torch.tensor([1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0])  # shared, mixed, shared, the last two
-    n_rows, n_time = index.shape[0], 9
+def check_banded_kernels(generator, dtype, nonlinearity, index, n_time, n_channels, lower, upper):
+    """The CPU kernels' forward and backward against the reference, rows using the bands ``index``."""
+    n_rows = index.shape[0]
     u = torch.randn(n_rows, n_time, n_channels, generator=generator, dtype=torch.float64)
-    band = random_band(generator, (2,), n_channels, lower, upper, torch.float64)
+    band = random_band(generator, (int(index.max()) + 1,), n_channels, lower, upper, torch.float64)
     h0 = torch.randn(n_rows, n_channels, generator=generator, dtype=torch.float64)
     grad = torch.randn(n_rows, n_time, n_channels, generator=generator, dtype=torch.float64)
     want = reference.banded_recurrence(u, band, index, h0, lower, nonlinearity)
@@ -291,6 +254,29 @@ def test_banded_kernels_four_sequences_per_task(generator, monkeypatch, dtype, n
                                                           nonlinearity)
         for name, g, w, s in zip(("u", "band", "h0"), got_grads, want_grads, same_grads):
             assert_close_low(g, w, s, f"grad {name}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("nonlinearity", ["identity", "tanh", "relu"])
+@pytest.mark.parametrize("n_channels, n_time, lower, upper", SIZES + [(300, 6, 8, 8)])
+def test_banded_kernels_match_reference(generator, dtype, nonlinearity, n_channels, n_time, lower, upper):
+    lower, upper = min(lower, n_channels - 1), min(upper, n_channels - 1)
+    check_banded_kernels(generator, dtype, nonlinearity, torch.tensor([0, 1, 1, 0]), n_time, n_channels, lower,
+                         upper)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("nonlinearity", ["identity", "tanh", "relu"])
+@pytest.mark.parametrize("n_channels, lower, upper", [(33, 2, 3), (64, 8, 8), (5, 1, 0)])
+def test_banded_kernels_four_sequences_per_task(generator, monkeypatch, dtype, nonlinearity, n_channels, lower,
+                                                upper):
+    """Tasks of four rows: rows of one band step together (and sum their band gradients), mixed rows and the
+    short last task go one by one."""
+    from filterbank.kernels import _coupled
+
+    monkeypatch.setattr(_coupled, "_sequences_per_task", lambda n_rows: _coupled.SEQUENCES)
+    index = torch.tensor([1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0])  # shared, mixed, shared, the last two
+    check_banded_kernels(generator, dtype, nonlinearity, index, 9, n_channels, lower, upper)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
