@@ -182,7 +182,7 @@ def _task_rows(g, per_task, band_index, n_rows):
     return first, count, shared
 
 
-@numba.njit(inline="always", **JIT)
+@numba.njit(**JIT)
 def _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare):
     """Step t of row n past its whole lane groups: the last, partial group, libm's tanh (float64), and the
     output's channels there."""
@@ -299,7 +299,7 @@ def _forward_four(first, u, band, h0, h, lower, pad, kind, state, spare):
             _forward_tail(first + s, t, u, band, h, state, r0 + s, now + s, lower, pad, kind, spare)
 
 
-@numba.njit(**JIT)
+@numba.njit(inline="always", **JIT)
 def banded_rows(tasks, per_task, u, band_t, band_index, h0, h, lower, pad, kind):
     """Forward: ``h[n, t] = f(A h[n, t-1] + u[n, t])``; task g runs rows ``g * per_task`` onwards
     (``per_task`` 1 or ``SEQUENCES``).
@@ -451,7 +451,7 @@ def _backward_four(first, grad_h, h, band, h0, lower, pad, kind, grad_u, grad_ba
             grad_h0[first + s, c] = carry[s, pad + c]
 
 
-@numba.njit(**JIT)
+@numba.njit(inline="always", **JIT)
 def banded_backward_rows(tasks, per_task, grad_h, h, band_t, band_index, h0, lower, pad, kind, grad_u,
                          grad_band_rows, grad_h0):
     """Backward, tasks as in :func:`banded_rows`: ``grad_u`` (N, T, C), ``grad_band_rows`` (N, W, pad + Cp +
