@@ -5,7 +5,8 @@ recurrence; their backwards (``..._backward``) run the reverse-time
 recursion with ``A^T`` (docs/design.md, "Coupled recurrences"), from the
 saved output alone: ``f'`` is a function of ``h = f(z)`` for every
 nonlinearity taken. ``filterbank::input_projection`` is the RNN layers'
-input-to-hidden term for every time step at once. Both have fake implementations for ``torch.compile``.
+input-to-hidden term for every time step at once. All have fake
+implementations for ``torch.compile``.
 When a graph of the backward is asked for (double backward), the backward
 is the reference's recursion written in torch operations, differentiable
 by autograd. The storage conversions ``band_to_dense``/``dense_to_band`` are

@@ -1,12 +1,14 @@
 """numba kernels of the coupled recurrences ``h[t] = f(A h[t-1] + u[t])``, A banded or CSR.
 
-One sequence (row) per task on numba's threads (``_threads.py``), in time
-order; within a step the work runs along the channels, contiguous in memory:
+Tasks of sequences (rows) on numba's threads (``_threads.py``), each in
+time order; within a step the work runs along the channels, contiguous in
+memory:
 
 * banded: the band is stored diagonal-major, ``band_t[m, d, i] = A[i, i + d -
-  lower]``, so ``A h`` is ``W`` shifted, contiguous multiply-adds over the
-  channels (LLVM vectorises them), and ``A^T delta`` is the same loop
-  scattering to ``i + d - lower``: the transpose needs no copy;
+  lower]``, so ``A h`` is ``W`` shifted, contiguous vector multiply-adds over
+  the channels, and ``A^T delta`` is the same loop gathering from ``i - (d -
+  lower)``: the transpose needs no copy. Four rows of one band step together
+  (``SEQUENCES``), each lane group of the band serving all four;
 * CSR: each row's non-zeros gather from the previous state; ``A^T delta``
   runs over the transposed pattern (``crow_t, col_t``, values ``values_t``),
   built once per call by the caller. With one matrix for the whole batch,
@@ -156,17 +158,10 @@ def _activate_lanes(z, kind, single):
     return z
 
 
-# The loops over a step's channels run the whole lane groups with plain vector
-# loads and stores and leave the last, partial group to ``_load``/``_store``
-# after the loop: with their branch inside the loop, numba cannot prune the
-# reference counting of ``spare`` and each group paid two calls into its
-# runtime (measured: the forward 2.5-3.5x slower).
-
-
 # Sequences per task. Four that share one band run their steps together: each
 # lane group of the band (it does not fit in L1 at 1024 channels) is loaded
 # once for four sequences, and the band gradient is read and written once for
-# four (measured on the 2-core machine: forward 1.5x, backward 1.6x faster).
+# four (measured on the 2-core machine: forward 1.5x, backward 1.3x faster).
 SEQUENCES = 4
 
 
@@ -202,10 +197,12 @@ def _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare)
 
 
 # The per-task functions below are called, not inlined, and their loops over
-# the lane groups run the band's multiply-adds in their own body: an array
-# handed to an inlined helper there is reference-counted around the helper's
-# loop, which numba does not prune, and each lane group then paid four calls
-# into its runtime (measured: the forward 2.5-3.5x slower).
+# the lane groups run the band's multiply-adds in their own body, with plain
+# vector loads and stores, leaving the last, partial group to the per-step
+# tail: an array handed to an inlined helper with a loop or a branch inside
+# (``_band_times``, ``_load`` and its ``spare``) is reference-counted around
+# it, which numba does not prune, and each lane group then paid two to four
+# calls into its runtime (measured: the forward 2.5-3.5x slower).
 
 
 @numba.njit(**JIT)

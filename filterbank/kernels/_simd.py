@@ -303,7 +303,8 @@ def vsplat(typingctx, like, value):
     """A lane vector of ``like``'s dtype (an array or a lane vector) with every lane equal to ``value``.
 
     Inside a loop, prefer a lane vector for ``like``: an array handed to an
-    inlined helper is reference-counted there, calls numba cannot always prune.
+    inlined helper is reference-counted around the helper's body, and numba
+    cannot always prune those calls into its runtime.
     """
     if not (isinstance(like, (types.Array, LaneVector)) and like.dtype in (types.float32, types.float64)):
         return None
