@@ -440,6 +440,26 @@ def test_torch_compile_fullgraph(generator):
     torch.testing.assert_close(values.grad, eager_values.grad)
 
 
+@pytest.mark.parametrize("kind", ["banded", "sparse"])
+def test_rnn_layers_compile_fullgraph(kind):
+    """The layers' whole path (input term, recurrence) in one graph, forward and gradients as eager."""
+    torch.manual_seed(0)
+    layer = (BandedRNN(3, 10, bandwidth=2, batch_first=True) if kind == "banded" else
+             SparseRNN(3, 10, density=0.3, batch_first=True)).double()
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    output, h_n = compiled(x)
+    (output.square().sum() + h_n.sum()).backward()
+    got = {name: parameter.grad.clone() for name, parameter in layer.named_parameters()}
+    layer.zero_grad()
+    want_output, want_h_n = layer(x)
+    (want_output.square().sum() + want_h_n.sum()).backward()
+    torch.testing.assert_close(output, want_output, rtol=1e-12, atol=0)
+    torch.testing.assert_close(h_n, want_h_n, rtol=1e-12, atol=0)
+    for name, parameter in layer.named_parameters():
+        torch.testing.assert_close(got[name], parameter.grad, rtol=1e-12, atol=1e-15, msg=name)
+
+
 # --------------------------------------------------------------------------
 # BandedRNN and SparseRNN against torch.nn.RNN.
 
