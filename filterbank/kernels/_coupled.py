@@ -235,7 +235,8 @@ def _forward_one(n, u, band_t, band_index, h0, h, lower, pad, kind, state, spare
             vstore(state, now, at, z)
             if direct:
                 vstore(hn, t, i0, z)
-        _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare)
+        if not (direct and whole == n_channels):
+            _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare)
 
 
 @numba.njit(**JIT)
@@ -292,8 +293,9 @@ def _forward_four(first, u, band, h0, h, lower, pad, kind, state, spare):
                 vstore(h_1, t, i0, z1)
                 vstore(h_2, t, i0, z2)
                 vstore(h_3, t, i0, z3)
-        for s in range(4):
-            _forward_tail(first + s, t, u, band, h, state, r0 + s, now + s, lower, pad, kind, spare)
+        if not (direct and whole == n_channels):  # a call per step and row costs where steps are short
+            for s in range(4):
+                _forward_tail(first + s, t, u, band, h, state, r0 + s, now + s, lower, pad, kind, spare)
 
 
 @numba.njit(inline="always", **JIT)
@@ -309,9 +311,11 @@ def banded_rows(tasks, per_task, u, band_t, band_index, h0, h, lower, pad, kind)
     multiply-add per lane group.
     """
     n_rows = u.shape[0]
-    state = np.zeros((2 * SEQUENCES, band_t.shape[2]), u.dtype)
-    spare = np.zeros((1, group_width(u.itemsize)), u.dtype)
+    states = np.zeros((1, 2 * SEQUENCES, band_t.shape[2]), u.dtype)
+    spares = np.zeros((1, 1, group_width(u.itemsize)), u.dtype)
     for g in tasks:
+        # Borrowed views, as in banded_backward_rows.
+        state, spare = borrow(states, 0), borrow(spares, 0)
         first, count, shared = _task_rows(g, per_task, band_index, n_rows)
         if shared:
             _forward_four(first, u, borrow(band_t, band_index[first]), h0, h, lower, pad, kind, state, spare)
@@ -460,11 +464,13 @@ def banded_backward_rows(tasks, per_task, grad_h, h, band_t, band_index, h0, low
     """
     n_rows = h.shape[0]
     padded = band_t.shape[2]
-    delta = np.zeros((SEQUENCES, padded), h.dtype)
-    carry = np.zeros((SEQUENCES, padded), h.dtype)  # A^T delta[t+1]; after the loop, A^T delta[0]
-    before = np.zeros((SEQUENCES, padded), h.dtype)  # h[t-1]
-    spare = np.zeros((1, group_width(h.itemsize)), h.dtype)
+    # Rows: delta, A^T delta[t+1] (after the loop A^T delta[0]), h[t-1]; and the spare lane group.
+    buffers = np.zeros((3, SEQUENCES, padded), h.dtype)
+    spares = np.zeros((1, 1, group_width(h.itemsize)), h.dtype)
     for g in tasks:
+        # Borrowed views, taken in the loop so that their owners live through it: arrays of their own would
+        # be reference-counted (atomic operations) at every per-step call that takes them.
+        delta, carry, before, spare = borrow(buffers, 0), borrow(buffers, 1), borrow(buffers, 2), borrow(spares, 0)
         first, count, shared = _task_rows(g, per_task, band_index, n_rows)
         if shared:
             for n in range(first + 1, first + count):
