@@ -159,10 +159,9 @@ csr_recurrence.register_autograd(_csr_backward, setup_context=_csr_setup_context
 @torch.library.custom_op("filterbank::input_projection", mutates_args=())
 def input_projection(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """(R, H) ``x @ weight.T + bias`` for ``x`` (R, I), ``weight`` (H, I), ``bias`` (H,) or None."""
-    shape = (x.shape[0], weight.shape[0])
     if x.device.type != "cpu":
         return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
-    out = _memory.empty(shape, x.dtype)
+    out = _memory.empty((x.shape[0], weight.shape[0]), x.dtype)
     if bias is None:
         return torch.mm(x, weight.t(), out=out)
     return torch.addmm(bias, x, weight.t(), out=out)

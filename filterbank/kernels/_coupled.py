@@ -214,6 +214,8 @@ def _forward_one(n, u, band_t, band_index, h0, h, lower, pad, kind, state, spare
     whole = n_channels - n_channels % group
     single = u.itemsize == 4
     direct = single or kind != 1  # else libm's tanh runs after the loop
+    # A call per step costs where steps are short: only when a step has a partial group or libm's tanh.
+    tail = not direct or whole < n_channels
     band, un, hn = borrow(band_t, band_index[n]), borrow(u, n), borrow(h, n)
     for c in range(n_channels):
         state[0, pad + c] = h0[n, c]
@@ -235,7 +237,7 @@ def _forward_one(n, u, band_t, band_index, h0, h, lower, pad, kind, state, spare
             vstore(state, now, at, z)
             if direct:
                 vstore(hn, t, i0, z)
-        if not (direct and whole == n_channels):
+        if tail:
             _forward_tail(n, t, u, band, h, state, before, now, lower, pad, kind, spare)
 
 
@@ -249,6 +251,7 @@ def _forward_four(first, u, band, h0, h, lower, pad, kind, state, spare):
     whole = n_channels - n_channels % group
     single = u.itemsize == 4
     direct = single or kind != 1
+    tail = not direct or whole < n_channels  # as in _forward_one
     u0, u1, u2, u3 = borrow(u, first), borrow(u, first + 1), borrow(u, first + 2), borrow(u, first + 3)
     h_0, h_1, h_2, h_3 = borrow(h, first), borrow(h, first + 1), borrow(h, first + 2), borrow(h, first + 3)
     for s in range(4):
@@ -293,7 +296,7 @@ def _forward_four(first, u, band, h0, h, lower, pad, kind, state, spare):
                 vstore(h_1, t, i0, z1)
                 vstore(h_2, t, i0, z2)
                 vstore(h_3, t, i0, z3)
-        if not (direct and whole == n_channels):  # a call per step and row costs where steps are short
+        if tail:
             for s in range(4):
                 _forward_tail(first + s, t, u, band, h, state, r0 + s, now + s, lower, pad, kind, spare)
 
