@@ -27,7 +27,8 @@ import numba
 import numpy as np
 
 from ._simd import (
-    borrow, flush_subnormals, group_width, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore, vsum,
+    borrow, flush_subnormals, group_width, prefetch, restore_subnormals, vadd, vfma, vfnma, vload, vmul, vsplat, vstore,
+    vsum,
 )
 from ._tiles import (
     DISTINCT, JIT, SHARED, block_to_rows, input_value, load_coefficients, load_input, prefetch_rows, rows_to_block,
@@ -43,9 +44,11 @@ __all__ = ["forward", "backward", "backward_from_energy", "forward_tiles", "back
 
 
 @numba.njit(**JIT)
-def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, length, order, n):
+def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, xs, out, sums, length, order, n):
     """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and, when
-    ``want_input``, the input's adjoint ``sum_k b_k u[t+k]``.
+    ``want_input``, the input's adjoint ``sum_k b_k u[t+k]``; for a biquad
+    also the block's :func:`coefficient_sums` (``inp``, ``xs``, ``out``, ``sums``
+    as there, ``xs`` read when ``sum_lanes``), in the same pass.
 
     ``us``: (block + order, width), rows ``[length, length + order)`` hold the
     adjoint of the next samples. The input's adjoint goes to ``g_in`` rows, or,
@@ -56,24 +59,41 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, lengt
     for cg in range(0, n, group):
         first_group = cg == 0
         if order == 2:
+            # One pass: the recursion's chain is one FMA per sample, and the
+            # five products of the coefficient sums fill the cycles it waits.
             b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
             a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
             u1, u2 = vload(us, length, cg), vload(us, length + 1, cg)
+            c0 = vsplat(u1, 0.0)
+            c1, c2, d1, d2 = c0, c0, c0, c0
             for i in range(length):
                 t = length - 1 - i
                 u = vfnma(a1, u1, vfnma(a2, u2, vload(g, t, cg)))
                 vstore(us, t, cg, u)
-                if not want_input:
-                    u2, u1 = u1, u
-                    continue
-                w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
-                if not sum_lanes:
-                    vstore(g_in, t, cg, w)
-                elif first_group:
-                    vstore(lane_sum, t, 0, w)
+                if sum_lanes:  # unsigned indices: no wrap-around test per sample (t is not negative)
+                    c0 = vfma(u, vsplat(u, xs[np.uintp(t + 2)]), c0)
+                    c1 = vfma(u, vsplat(u, xs[np.uintp(t + 1)]), c1)
+                    c2 = vfma(u, vsplat(u, xs[np.uintp(t)]), c2)
                 else:
-                    vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+                    c0 = vfma(u, vload(inp, t + 2, cg), c0)
+                    c1 = vfma(u, vload(inp, t + 1, cg), c1)
+                    c2 = vfma(u, vload(inp, t, cg), c2)
+                d1 = vfma(u, vload(out, t + 1, cg), d1)
+                d2 = vfma(u, vload(out, t, cg), d2)
+                if want_input:
+                    w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
+                    if not sum_lanes:
+                        vstore(g_in, t, cg, w)
+                    elif first_group:
+                        vstore(lane_sum, t, 0, w)
+                    else:
+                        vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
                 u2, u1 = u1, u
+            vstore(sums, 0, cg, c0)
+            vstore(sums, 1, cg, c1)
+            vstore(sums, 2, cg, c2)
+            vstore(sums, 3, cg, d1)
+            vstore(sums, 4, cg, d2)
             continue
         for i in range(length):
             t = length - 1 - i
@@ -92,36 +112,18 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, lengt
                 vstore(lane_sum, t, 0, w)
             else:
                 vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+    if order != 2:
+        coefficient_sums(us, inp, xs, sum_lanes, out, sums, length, order, n)
 
 
 @numba.njit(**JIT)
 def coefficient_sums(us, inp, xs, shared_input, out, sums, length, order, n):
     """Per block: ``sums[k] = sum_t u[t] in[t-k]`` (k <= order) and
-    ``sums[order + k] = sum_t u[t] out[t-k]`` (1 <= k <= order), per lane."""
+    ``sums[order + k] = sum_t u[t] out[t-k]`` (1 <= k <= order), per lane (orders
+    other than 2: a biquad's are summed in :func:`adjoint_section`)."""
     group = group_width(us.itemsize)
     for cg in range(0, n, group):
         zero = vsplat(us, 0.0)
-        if order == 2:
-            c0, c1, c2, d1, d2 = zero, zero, zero, zero, zero
-            for t in range(length):
-                r = 2 + t
-                u = vload(us, t, cg)
-                if shared_input:
-                    c0 = vfma(u, vsplat(us, xs[r]), c0)
-                    c1 = vfma(u, vsplat(us, xs[r - 1]), c1)
-                    c2 = vfma(u, vsplat(us, xs[r - 2]), c2)
-                else:
-                    c0 = vfma(u, vload(inp, r, cg), c0)
-                    c1 = vfma(u, vload(inp, r - 1, cg), c1)
-                    c2 = vfma(u, vload(inp, r - 2, cg), c2)
-                d1 = vfma(u, vload(out, r - 1, cg), d1)
-                d2 = vfma(u, vload(out, r - 2, cg), d2)
-            vstore(sums, 0, cg, c0)
-            vstore(sums, 1, cg, c1)
-            vstore(sums, 2, cg, c2)
-            vstore(sums, 3, cg, d1)
-            vstore(sums, 4, cg, d2)
-            continue
         for k in range(order + 1):
             acc = zero
             for t in range(length):
@@ -215,12 +217,30 @@ def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, y, zf, w
 
 
 @numba.njit(**JIT)
-def energy_weights(grad_energy, lane_channel, first, n, frame, n_frames, scale, weights):
-    """``weights[k, c] = scale * grad_energy[channel of lane c, frame - k]`` (zero for frames that do not exist)."""
+def energy_weights(lane_grad, frame, n, weights):
+    """``weights[k] = lane_grad[frame - k]``, the zero last row for frames that do not exist."""
+    n_frames = lane_grad.shape[0] - 1
+    group = group_width(weights.itemsize)
     for k in range(3):
         f = frame - k
-        for c in range(n):
-            weights[k, c] = scale * grad_energy[lane_channel[first + c], f] if 0 <= f < n_frames else 0.0
+        row = f if 0 <= f < n_frames else n_frames
+        for cg in range(0, n, group):
+            vstore(weights, k, cg, vload(lane_grad, row, cg))
+
+
+@numba.njit(**JIT)
+def lanes_of_energy_gradient(grad_energy, lane_channel, first, n, scale, lane_grad):
+    """``lane_grad[f, c] = scale * grad_energy[channel of lane c, f]``, and zero in the last row and past lane
+    ``n``: the tile's share of the energies' gradient, transposed once (per hop block, a gather over
+    channel rows costs as much as the rest of the block's bookkeeping)."""
+    n_frames = grad_energy.shape[1]
+    for f in range(lane_grad.shape[0]):
+        for c in range(lane_grad.shape[1]):
+            lane_grad[f, c] = 0.0
+    for c in range(n):
+        row = borrow(grad_energy, lane_channel[first + c])
+        for f in range(n_frames):
+            lane_grad[f, c] = scale * row[f]
 
 
 @numba.njit(**JIT)
@@ -233,13 +253,13 @@ def energy_adjoint(out, row, length, n, kernels, phase, weights, g, g_row):
         w0, w1 = vload(weights, 0, cg), vload(weights, 1, cg)
         if two:
             for t in range(length):
-                r = phase + t
-                w = vfma(vsplat(out, kernels[0, r]), w0, vmul(vsplat(out, kernels[1, r]), w1))
+                r = np.uintp(phase + t)  # unsigned: no wrap-around test per sample
+                w = vfma(vsplat(w0, kernels[0, r]), w0, vmul(vsplat(w0, kernels[1, r]), w1))
                 vstore(g, g_row + t, cg, vmul(w, vload(out, row + t, cg)))
             continue
         w2 = vload(weights, 2, cg)
         for t in range(length):
-            r = phase + t
+            r = np.uintp(phase + t)
             w = vfma(vsplat(out, kernels[0, r]), w0, vfma(vsplat(out, kernels[1, r]), w1,
                                                           vmul(vsplat(out, kernels[2, r]), w2)))
             vstore(g, g_row + t, cg, vmul(w, vload(out, row + t, cg)))
@@ -261,18 +281,17 @@ def energy_adjoint_limited(out, row, t0, length, n, kernels, square, phase, weig
 
 
 @numba.njit(**JIT)
-def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, grad_energy, lane_channel, first,
-                         limit, all_valid, weights, g):
-    """``g[t]``, t in [0, length): the gradient of the frame energies for the block's output ``out[order + t]``."""
+def energy_block_adjoint(out, order, t0, length, n, kernels, d_first, square, lane_grad, limit, all_valid, weights,
+                         g):
+    """``g[t]``, t in [0, length): the gradient of the frame energies for the block's output ``out[order + t]``
+    (``lane_grad`` from :func:`lanes_of_energy_gradient`)."""
     hop = kernels.shape[1]
-    n_frames = grad_energy.shape[1]
-    scale = 2.0 if square else 1.0
     t = 0
     while t < length:
         now = t0 + t
         phase = now % hop
         stretch = min(length - t, hop - phase)
-        energy_weights(grad_energy, lane_channel, first, n, now // hop - d_first, n_frames, scale, weights)
+        energy_weights(lane_grad, now // hop - d_first, n, weights)
         if square and now + stretch <= all_valid:
             energy_adjoint(out, order + t, stretch, n, kernels, phase, weights, g, t)
         else:
@@ -339,6 +358,11 @@ def backward_tiles(
                 limit[c] = limits[lane_channel[first + c]]
                 all_valid = min(all_valid, limit[c])
         weights = np.zeros((3, width), dtype)
+        if grad_energy is not None:
+            lane_grad = np.empty((grad_energy.shape[1] + 1, width), dtype)
+            lanes_of_energy_gradient(grad_energy, lane_channel, first, n, 2.0 if square else 1.0, lane_grad)
+        else:
+            lane_grad = np.zeros((1, width), dtype)
 
         # Blocks backwards. u[s] rows [0, length) hold the adjoint of
         # section s's all-pole input over the block, rows [length, length +
@@ -372,6 +396,18 @@ def backward_tiles(
                             for s in range(n_sections):
                                 signals[s + 1, h, c] = checkpoints[j_first // per_segment, s, h,
                                                                    lane_channel[first + c]]
+                        # The segment before's checkpoints and first input samples, fetched
+                        # while this one is computed: going backwards, a segment apart, no
+                        # line of them is in cache.
+                        if j_first >= 2 * per_segment:
+                            for s in range(n_sections):
+                                earlier = borrow(borrow(checkpoints, j_first // per_segment - 1), s)
+                                for c in range(0, n, group):
+                                    prefetch(earlier, h, lane_channel[first + c])
+                                prefetch(earlier, h, lane_channel[first + n - 1])
+                            if h == 0:
+                                prefetch_rows(x, lane_row, first, 1 if shared_input else n, t - per_segment * block,
+                                              order)
                 for i in range(j - j_first + 1):
                     for h in range(order):
                         hist_shared[i, h] = shared[h]
@@ -396,7 +432,7 @@ def backward_tiles(
             # Two tests, not if/else: numba drops a branch at compile time only where its argument is None.
             if grad_energy is not None:
                 energy_block_adjoint(borrow(signals, n_sections), order, t0, length, n, kernels, d_first, square,
-                                     grad_energy, lane_channel, first, limit, all_valid, weights, g)
+                                     lane_grad, limit, all_valid, weights, g)
             if grad_y is not None:
                 rows_to_block(grad_y, lane_channel, first, n, t0, length, g, row0)
                 if j > 0:  # the block before, fetched while this one is computed
@@ -423,12 +459,14 @@ def backward_tiles(
                                     gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
                                     gan[s, k, c] -= gzf * out[order + r, c]
                 bs, as_ = borrow(bn, s), borrow(an, s)
-                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, length, order, n)
-                coefficient_sums(us, borrow(signals, s), shared, sum_lanes, out, sums, length, order, n)
-                for c in range(n):
-                    for k in range(order + 1):
+                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared, out,
+                                sums, length, order, n)
+                # Lanes innermost: contiguous, so the float64 sums are vector adds.
+                for k in range(order + 1):
+                    for c in range(n):
                         gbn[s, k, c] += sums[k, c]
-                    for k in range(1, order + 1):
+                for k in range(1, order + 1):
+                    for c in range(n):
                         gan[s, k, c] -= sums[order + k, c]
                 for t in range(min(length, max(0, order - t0))):
                     for c in range(n):

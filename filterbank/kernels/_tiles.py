@@ -217,8 +217,10 @@ def shift_history(signals, shared, length, order):
 def load_input(x, lane_row, first, n, shared_input, t0, length, order, signal0, shared):
     if shared_input:
         src = borrow(x, lane_row[first])
+        # Unsigned indices: numba wraps each signed index that might be
+        # negative, and LLVM then gathers the row instead of copying it.
         for t in range(length):
-            shared[order + t] = src[t0 + t]
+            shared[np.uintp(order + t)] = src[np.uintp(t0 + t)]
     else:
         rows_to_block(x, lane_row, first, n, t0, length, signal0, order)
 
