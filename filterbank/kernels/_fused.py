@@ -46,17 +46,39 @@ def accumulate(out, row, length, n, kernels, square, phase, sums):
     registers over the whole stretch.
     """
     group = group_width(out.itemsize)
-    for cg in range(0, n, group):
-        a0 = vload(sums, 0, cg)
-        a1 = vload(sums, 1, cg)
-        a2 = vload(sums, 2, cg)
+    cg = 0
+    # Two lane groups per pass where there are two: each running sum waits an
+    # FMA's latency per sample, and the other group's fill the wait.
+    while cg + group < n:
+        ch = cg + group
+        a0, a1, a2 = vload(sums, 0, cg), vload(sums, 1, cg), vload(sums, 2, cg)
+        c0, c1, c2 = vload(sums, 0, ch), vload(sums, 1, ch), vload(sums, 2, ch)
+        for t in range(length):
+            v = vload(out, row + t, cg)
+            w = vload(out, row + t, ch)
+            e = vmul(v, v) if square else vabs(v)
+            f = vmul(w, w) if square else vabs(w)
+            r = phase + t
+            k0, k1, k2 = vsplat(v, kernels[0, r]), vsplat(v, kernels[1, r]), vsplat(v, kernels[2, r])
+            a0, c0 = vfma(k0, e, a0), vfma(k0, f, c0)
+            a1, c1 = vfma(k1, e, a1), vfma(k1, f, c1)
+            a2, c2 = vfma(k2, e, a2), vfma(k2, f, c2)
+        vstore(sums, 0, cg, a0)
+        vstore(sums, 1, cg, a1)
+        vstore(sums, 2, cg, a2)
+        vstore(sums, 0, ch, c0)
+        vstore(sums, 1, ch, c1)
+        vstore(sums, 2, ch, c2)
+        cg += 2 * group
+    if cg < n:
+        a0, a1, a2 = vload(sums, 0, cg), vload(sums, 1, cg), vload(sums, 2, cg)
         for t in range(length):
             v = vload(out, row + t, cg)
             e = vmul(v, v) if square else vabs(v)
             r = phase + t
-            a0 = vfma(vsplat(out, kernels[0, r]), e, a0)
-            a1 = vfma(vsplat(out, kernels[1, r]), e, a1)
-            a2 = vfma(vsplat(out, kernels[2, r]), e, a2)
+            a0 = vfma(vsplat(v, kernels[0, r]), e, a0)
+            a1 = vfma(vsplat(v, kernels[1, r]), e, a1)
+            a2 = vfma(vsplat(v, kernels[2, r]), e, a2)
         vstore(sums, 0, cg, a0)
         vstore(sums, 1, cg, a1)
         vstore(sums, 2, cg, a2)
@@ -80,7 +102,6 @@ def accumulate_limited(out, row, t0, length, n, kernels, square, phase, sums, li
 @numba.njit(parallel=True, **JIT)
 def forward(x, lane_channel, lane_row, tile_kind, tile_first, b, a, zi, kernels, d_first, square, limits, energy,
             checkpoints, spacing, width, block):
-    n_channels = energy.shape[0]
     n_frames = energy.shape[1]
     n_time = x.shape[1]
     n_sections = b.shape[1]

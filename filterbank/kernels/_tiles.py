@@ -38,8 +38,8 @@ from ._simd import (
 
 __all__ = [
     "JIT", "LANE_WIDTH", "BLOCK", "MIXED", "SHARED", "DISTINCT", "rows_to_block", "block_to_rows", "prefetch_rows",
-    "load_coefficients", "section", "run_sections", "shift_history", "load_input", "input_value", "plan",
-    "tile_width", "block_length",
+    "load_coefficients", "biquad_one", "biquad_two", "section", "run_sections", "shift_history", "load_input",
+    "input_value", "plan", "tile_width", "block_length",
 ]
 
 # FMA contraction is the only relaxation: no reassociation, so each
@@ -145,6 +145,80 @@ def load_coefficients(b, a, zi, lane_channel, first, n, width):
 
 
 @numba.njit(**JIT)
+def biquad_one(inp, xs, shared_input, out, bs, as_, zs, t0, length, cg):
+    """:func:`section` for a biquad, lane group ``cg``."""
+    b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
+    a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
+    y1, y2 = vload(out, 1, cg), vload(out, 0, cg)
+    if shared_input:
+        x1, x2 = xs[1], xs[0]
+        for t in range(length):
+            x0 = xs[2 + t]
+            v = vfma(b0, vsplat(b0, x0), vfma(b1, vsplat(b0, x1), vmul(b2, vsplat(b0, x2))))
+            v = vfnma(a1, y1, vfnma(a2, y2, v))
+            if t0 + t < 2:
+                v = vadd(v, vload(zs, t0 + t, cg))
+            vstore(out, 2 + t, cg, v)
+            y2, y1, x2, x1 = y1, v, x1, x0
+    else:
+        x1, x2 = vload(inp, 1, cg), vload(inp, 0, cg)
+        for t in range(length):
+            x0 = vload(inp, 2 + t, cg)
+            v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
+            v = vfnma(a1, y1, vfnma(a2, y2, v))
+            if t0 + t < 2:
+                v = vadd(v, vload(zs, t0 + t, cg))
+            vstore(out, 2 + t, cg, v)
+            y2, y1, x2, x1 = y1, v, x1, x0
+
+
+@numba.njit(**JIT)
+def biquad_two(inp, xs, shared_input, out, bs, as_, zs, t0, length, cg):
+    """:func:`section` for a biquad, lane groups ``cg`` and the next, in one pass.
+
+    Each group's recursion waits an FMA's latency per sample for its last
+    output; two independent ones interleaved fill each other's wait.
+    """
+    ch = cg + group_width(out.itemsize)
+    b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
+    a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
+    e0, e1, e2 = vload(bs, 0, ch), vload(bs, 1, ch), vload(bs, 2, ch)
+    f1, f2 = vload(as_, 1, ch), vload(as_, 2, ch)
+    y1, y2 = vload(out, 1, cg), vload(out, 0, cg)
+    z1, z2 = vload(out, 1, ch), vload(out, 0, ch)
+    if shared_input:
+        x1, x2 = vsplat(b0, xs[1]), vsplat(b0, xs[0])
+        for t in range(length):
+            x0 = vsplat(b0, xs[2 + t])
+            v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
+            w = vfma(e0, x0, vfma(e1, x1, vmul(e2, x2)))
+            v = vfnma(a1, y1, vfnma(a2, y2, v))
+            w = vfnma(f1, z1, vfnma(f2, z2, w))
+            if t0 + t < 2:
+                v = vadd(v, vload(zs, t0 + t, cg))
+                w = vadd(w, vload(zs, t0 + t, ch))
+            vstore(out, 2 + t, cg, v)
+            vstore(out, 2 + t, ch, w)
+            y2, y1, z2, z1, x2, x1 = y1, v, z1, w, x1, x0
+    else:
+        x1, x2 = vload(inp, 1, cg), vload(inp, 0, cg)
+        p1, p2 = vload(inp, 1, ch), vload(inp, 0, ch)
+        for t in range(length):
+            x0 = vload(inp, 2 + t, cg)
+            p0 = vload(inp, 2 + t, ch)
+            v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
+            w = vfma(e0, p0, vfma(e1, p1, vmul(e2, p2)))
+            v = vfnma(a1, y1, vfnma(a2, y2, v))
+            w = vfnma(f1, z1, vfnma(f2, z2, w))
+            if t0 + t < 2:
+                v = vadd(v, vload(zs, t0 + t, cg))
+                w = vadd(w, vload(zs, t0 + t, ch))
+            vstore(out, 2 + t, cg, v)
+            vstore(out, 2 + t, ch, w)
+            y2, y1, z2, z1, x2, x1, p2, p1 = y1, v, z1, w, x1, x0, p1, p0
+
+
+@numba.njit(**JIT)
 def section(inp, xs, shared_input, out, bs, as_, zs, t0, length, order, n):
     """``out[r] = sum_k b_k in[r-k] - sum_{k>=1} a_k out[r-k]`` for r in [order, order + length).
 
@@ -152,32 +226,15 @@ def section(inp, xs, shared_input, out, bs, as_, zs, t0, length, order, n):
     shared input used instead of ``inp`` when ``shared_input``.
     """
     group = group_width(out.itemsize)
+    if order == 2:
+        cg = 0
+        while cg + group < n:
+            biquad_two(inp, xs, shared_input, out, bs, as_, zs, t0, length, cg)
+            cg += 2 * group
+        if cg < n:
+            biquad_one(inp, xs, shared_input, out, bs, as_, zs, t0, length, cg)
+        return
     for cg in range(0, n, group):
-        if order == 2:
-            b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
-            a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
-            y1, y2 = vload(out, 1, cg), vload(out, 0, cg)
-            if shared_input:
-                x1, x2 = xs[1], xs[0]
-                for t in range(length):
-                    x0 = xs[2 + t]
-                    v = vfma(b0, vsplat(out, x0), vfma(b1, vsplat(out, x1), vmul(b2, vsplat(out, x2))))
-                    v = vfnma(a1, y1, vfnma(a2, y2, v))
-                    if t0 + t < 2:
-                        v = vadd(v, vload(zs, t0 + t, cg))
-                    vstore(out, 2 + t, cg, v)
-                    y2, y1, x2, x1 = y1, v, x1, x0
-            else:
-                x1, x2 = vload(inp, 1, cg), vload(inp, 0, cg)
-                for t in range(length):
-                    x0 = vload(inp, 2 + t, cg)
-                    v = vfma(b0, x0, vfma(b1, x1, vmul(b2, x2)))
-                    v = vfnma(a1, y1, vfnma(a2, y2, v))
-                    if t0 + t < 2:
-                        v = vadd(v, vload(zs, t0 + t, cg))
-                    vstore(out, 2 + t, cg, v)
-                    y2, y1, x2, x1 = y1, v, x1, x0
-            continue
         for t in range(length):
             r = order + t
             if shared_input:
