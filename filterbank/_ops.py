@@ -328,7 +328,7 @@ def _(x, x_index, b, a, zi, window, hop, offset, n_frames, square, limits, spaci
 def band_energy_backward(grad: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a: Tensor, zi: Tensor,
                          checkpoints: Tensor, window: Tensor, hop: int, offset: int, square: bool, limits: Tensor,
                          spacing: int, want_grad_x: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of :func:`band_energy`'s energies for ``x, b, a, zi`` (``grad_x`` zero unless ``want_grad_x``)."""
+    """Gradients of :func:`band_energy`'s energies for ``x, b, a, zi`` (``grad_x`` empty unless ``want_grad_x``)."""
     backend = _backend("band_energy_backward", x.device, b.shape[-1] - 1, (window.shape[0], hop, offset))
     return backend.band_energy_backward(grad, x, x_index, b, a, zi, checkpoints, window, hop, offset, square, limits,
                                         spacing, want_grad_x)
@@ -336,7 +336,8 @@ def band_energy_backward(grad: Tensor, x: Tensor, x_index: Tensor, b: Tensor, a:
 
 @band_energy_backward.register_fake
 def _(grad, x, x_index, b, a, zi, checkpoints, window, hop, offset, square, limits, spacing, want_grad_x):
-    return x.new_empty(x.shape), b.new_empty(b.shape), a.new_empty(a.shape), zi.new_empty(zi.shape)
+    grad_x = x.new_empty(x.shape if want_grad_x else (0,))
+    return grad_x, b.new_empty(b.shape), a.new_empty(a.shape), zi.new_empty(zi.shape)
 
 
 def _band_setup_context(ctx, inputs, output):

@@ -143,9 +143,9 @@ def test_training_kernels_match_the_reference(rng, dtype, n_rows, n_channels, n_
         want = reference.band_energy_backward(*backward, want_grad_x)
         for name, g, w in zip(("x", "b", "a", "zi"), got, want):
             assert g.shape == w.shape and g.dtype == dtype
-            assert _relative(g, w) <= (1e-11 if dtype == torch.float64 else 2e-4), name
-        if not want_grad_x:
-            assert (got[0] == 0).all()
+            if g.numel():
+                assert _relative(g, w) <= (1e-11 if dtype == torch.float64 else 2e-4), name
+        assert got[0].shape == (x.shape if want_grad_x else (0,))
     # Without checkpoints the backward runs the forward over the whole signal first: the same gradients.
     again = cpu.band_energy_backward(grad, x, x_index, b, a, zi, checkpoints[:0], window, hop, offset, square,
                                      limits, spacing, True)

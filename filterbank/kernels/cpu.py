@@ -153,7 +153,8 @@ def band_energy_backward(
     n_rows, n_time = x.shape
     grad_b, grad_a, grad_zi = torch.zeros_like(bc), torch.zeros_like(ac), torch.zeros_like(zc)
     if not (n_channels and n_time and grad.shape[-1]):
-        return torch.zeros_like(x), grad_b.to(b.dtype), grad_a.to(a.dtype), grad_zi.to(zi.dtype)
+        grad_x = torch.zeros_like(x) if want_grad_x else x.new_empty(0)
+        return grad_x, grad_b.to(b.dtype), grad_a.to(a.dtype), grad_zi.to(zi.dtype)
     block = block_length(order)
     assert spacing % block == 0 and checkpoints.shape[0] in (0, -(-n_time // spacing)), "checkpoints every spacing"
     kernels, d_first = _frames.block_kernels(wc.numpy(), hop, offset)
@@ -168,7 +169,7 @@ def band_energy_backward(
                                   grad_a.numpy(), grad_zi.numpy(), width, block, cc.numpy(), spacing, gc.numpy(),
                                   kernels, d_first, square, limits.to(torch.int64).contiguous().numpy(), want_grad_x)
     if not want_grad_x:
-        grad_x = torch.zeros_like(x)
+        grad_x = x.new_empty(0)
     elif direct:
         grad_x = grad_x_part.to(x.dtype)
     else:

@@ -194,11 +194,12 @@ def band_energy_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of :func:`band_energy`'s energies (grad: (P, n_frames)) by autograd through the reference.
 
-    ``checkpoints`` and ``spacing`` are not needed here; ``grad_x`` is zero
-    unless ``want_grad_x``.
+    ``checkpoints`` and ``spacing`` are not needed here.
 
     Returns:
-        ``(grad_x, grad_b, grad_a, grad_zi)`` shaped like ``x, b, a, zi``.
+        ``(grad_x, grad_b, grad_a, grad_zi)`` shaped like ``x, b, a, zi``; without
+        ``want_grad_x``, ``grad_x`` is empty, shape (0,) (a training step's waveform
+        needs no gradient, and a zero one would cost a full-size fill).
     """
     with torch.enable_grad():
         inputs = [t.detach().requires_grad_(True) for t in (x, b, a, zi)]
@@ -207,7 +208,7 @@ def band_energy_backward(
         grads = torch.autograd.grad(energy, inputs, grad, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs)]
     if not want_grad_x:
-        grads[0] = torch.zeros_like(x)
+        grads[0] = x.new_empty(0)
     return tuple(grads)
 
 
