@@ -19,7 +19,9 @@ Contents, from the top:
   - truncated backpropagation over long signals.
 * ``filterbank.resample`` - rational resampling (polyphase windowed sinc).
 * ``filterbank.compat.torchaudio`` - drop-ins for ``torchaudio.functional``'s filters.
-* ``filterbank.cli`` - the ``filterbank`` command (extract, filter, response, bench).
+* ``filterbank.cli`` - the ``filterbank`` command (extract, filter, response, bench, compile).
+* ``filterbank.precompile`` - the CPU kernels compiled into numba's cache ahead of
+  use (a container image's build, a CI cache), each family in its own process.
 * :func:`empty_cache` - return the CPU output cache's free buffers to the system.
 
 Internals: ``filterbank._ops`` and ``filterbank._coupled_ops`` (the
