@@ -4,13 +4,14 @@
     filterbank filter song.flac --out out --design butter --btype lowpass --cutoff 3000 --order 6
     filterbank response --out bank.png --n-filters 40 --scale erb
     filterbank bench                                              # lfilter's speed here
+    filterbank compile                                            # the CPU kernels into numba's cache, now
 
 Also ``python -m filterbank``. ``filterbank <command> --help`` lists each
 command's options. Unreadable, empty or corrupt inputs are reported with their
 path and reason and the rest are processed; the exit code is then 1 with a
 summary. Bad options are usage errors (exit code 2).
 
-A module per subcommand (``extract``, ``filter``, ``response``, ``bench``),
+A module per subcommand (``extract``, ``filter``, ``response``, ``bench``, ``compile``),
 each with its parser (``add_parser``), its checks (``check``, run before any
 work) and its work (``run``); ``_options`` holds the options several share,
 ``_files`` the handling of inputs and outputs.
@@ -22,12 +23,13 @@ import argparse
 from typing import Optional
 
 from . import bench, extract, response
-from . import filter as filter_  # (the module's name is the subcommand's)
+from . import compile as compile_
+from . import filter as filter_  # (the modules' names are the subcommands')
 from ._files import AUDIO_SUFFIXES, find_audio, output_paths, shard
 
 __all__ = ["main", "build_parser", "find_audio", "output_paths", "shard", "AUDIO_SUFFIXES"]
 
-_COMMANDS = (extract, filter_, response, bench)
+_COMMANDS = (extract, filter_, response, bench, compile_)
 
 
 def build_parser() -> argparse.ArgumentParser:
