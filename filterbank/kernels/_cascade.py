@@ -43,8 +43,20 @@ __all__ = ["forward", "backward", "backward_from_energy", "forward_tiles", "back
 # The adjoint of one section over one block.
 
 
+@numba.njit(inline="always", **JIT)
+def _frame_weights(lane_grad, frame, cg):
+    """Rows ``frame - k`` (k = 0, 1, 2) of ``lane_grad`` for the lane group at ``cg``, its zero last row for
+    frames that do not exist."""
+    n_frames = lane_grad.shape[0] - 1
+    w0 = vload(lane_grad, frame if 0 <= frame < n_frames else n_frames, cg)
+    w1 = vload(lane_grad, frame - 1 if 0 <= frame - 1 < n_frames else n_frames, cg)
+    w2 = vload(lane_grad, frame - 2 if 0 <= frame - 2 < n_frames else n_frames, cg)
+    return w0, w1, w2
+
+
 @numba.njit(**JIT)
-def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, xs, out, sums, length, order, n):
+def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, xs, out, sums, length, order, n,
+                    kernels, lane_grad, t0, d_first):
     """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and, when
     ``want_input``, the input's adjoint ``sum_k b_k u[t+k]``; for a biquad
     also the block's :func:`coefficient_sums` (``inp``, ``xs``, ``out``, ``sums``
@@ -54,41 +66,69 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
     adjoint of the next samples. The input's adjoint goes to ``g_in`` rows, or,
     when ``sum_lanes``, is summed over groups into ``lane_sum`` rows (block,
     group) so that one horizontal sum per sample remains.
+
+    With ``kernels`` (not None: a biquad, the last section of an energy call,
+    every lane real over the block, square energies) ``g`` is not read: it is
+    the square's gradient formed in the same pass, ``g[t] = (sum_k
+    kernels[k, r] lane_grad[f - k]) out[t]`` at the sample's hop phase ``r`` and
+    frame ``f`` (time ``t0 + t``, frames from ``d_first``), as
+    :func:`energy_block_adjoint` would have written it.
     """
     group = group_width(us.itemsize)
     for cg in range(0, n, group):
         first_group = cg == 0
         if order == 2:
             # One pass: the recursion's chain is one FMA per sample, and the
-            # five products of the coefficient sums fill the cycles it waits.
+            # five products of the coefficient sums (and the energy's
+            # gradient) fill the cycles it waits.
             b0, b1, b2 = vload(bs, 0, cg), vload(bs, 1, cg), vload(bs, 2, cg)
             a1, a2 = vload(as_, 1, cg), vload(as_, 2, cg)
             u1, u2 = vload(us, length, cg), vload(us, length + 1, cg)
             c0 = vsplat(u1, 0.0)
             c1, c2, d1, d2 = c0, c0, c0, c0
-            for i in range(length):
-                t = length - 1 - i
-                u = vfnma(a1, u1, vfnma(a2, u2, vload(g, t, cg)))
-                vstore(us, t, cg, u)
-                if sum_lanes:  # unsigned indices: no wrap-around test per sample (t is not negative)
-                    c0 = vfma(u, vsplat(u, xs[np.uintp(t + 2)]), c0)
-                    c1 = vfma(u, vsplat(u, xs[np.uintp(t + 1)]), c1)
-                    c2 = vfma(u, vsplat(u, xs[np.uintp(t)]), c2)
-                else:
-                    c0 = vfma(u, vload(inp, t + 2, cg), c0)
-                    c1 = vfma(u, vload(inp, t + 1, cg), c1)
-                    c2 = vfma(u, vload(inp, t, cg), c2)
-                d1 = vfma(u, vload(out, t + 1, cg), d1)
-                d2 = vfma(u, vload(out, t, cg), d2)
-                if want_input:
-                    w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
-                    if not sum_lanes:
-                        vstore(g_in, t, cg, w)
-                    elif first_group:
-                        vstore(lane_sum, t, 0, w)
+            w0, w1, w2 = c0, c0, c0
+            # Stretches of one frame each, last to first (one stretch, the block, when g is read).
+            t_end = length
+            while t_end > 0:
+                t_start = 0
+                phase0 = 0  # the hop phase of row 0, in this stretch's frame
+                if kernels is not None:
+                    hop = kernels.shape[1]
+                    frame = (t0 + t_end - 1) // hop
+                    t_start = max(0, frame * hop - t0)
+                    phase0 = t0 - frame * hop
+                    w0, w1, w2 = _frame_weights(lane_grad, frame - d_first, cg)
+                for i in range(t_end - t_start):
+                    t = t_end - 1 - i
+                    if kernels is None:
+                        gt = vload(g, t, cg)
                     else:
-                        vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
-                u2, u1 = u1, u
+                        r = np.uintp(phase0 + t)  # unsigned: no wrap-around test per sample
+                        y = vload(out, t + 2, cg)
+                        k2 = vmul(vsplat(y, kernels[2, r]), w2) if kernels.shape[0] == 3 else vsplat(y, 0.0)
+                        gt = vmul(vfma(vsplat(y, kernels[0, r]), w0, vfma(vsplat(y, kernels[1, r]), w1, k2)), y)
+                    u = vfnma(a1, u1, vfnma(a2, u2, gt))
+                    vstore(us, t, cg, u)
+                    if sum_lanes:  # unsigned indices: no wrap-around test per sample (t is not negative)
+                        c0 = vfma(u, vsplat(u, xs[np.uintp(t + 2)]), c0)
+                        c1 = vfma(u, vsplat(u, xs[np.uintp(t + 1)]), c1)
+                        c2 = vfma(u, vsplat(u, xs[np.uintp(t)]), c2)
+                    else:
+                        c0 = vfma(u, vload(inp, t + 2, cg), c0)
+                        c1 = vfma(u, vload(inp, t + 1, cg), c1)
+                        c2 = vfma(u, vload(inp, t, cg), c2)
+                    d1 = vfma(u, vload(out, t + 1, cg), d1)
+                    d2 = vfma(u, vload(out, t, cg), d2)
+                    if want_input:
+                        w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
+                        if not sum_lanes:
+                            vstore(g_in, t, cg, w)
+                        elif first_group:
+                            vstore(lane_sum, t, 0, w)
+                        else:
+                            vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+                    u2, u1 = u1, u
+                t_end = t_start
             vstore(sums, 0, cg, c0)
             vstore(sums, 1, cg, c1)
             vstore(sums, 2, cg, c2)
@@ -430,9 +470,13 @@ def backward_tiles(
             load_input(x, lane_row, first, n, shared_input, t0, length, order, borrow(signals, 0), shared)
             run_sections(signals, shared, shared_input, bn, an, z, t0, length, order, n)
             # Two tests, not if/else: numba drops a branch at compile time only where its argument is None.
+            # A biquad's energy gradient, every lane real, is formed in the last section's adjoint pass.
+            fuse_energy = False
             if grad_energy is not None:
-                energy_block_adjoint(borrow(signals, n_sections), order, t0, length, n, kernels, d_first, square,
-                                     lane_grad, limit, all_valid, weights, g)
+                fuse_energy = order == 2 and bool(square) and t0 + length <= all_valid
+                if not fuse_energy:
+                    energy_block_adjoint(borrow(signals, n_sections), order, t0, length, n, kernels, d_first, square,
+                                         lane_grad, limit, all_valid, weights, g)
             if grad_y is not None:
                 rows_to_block(grad_y, lane_channel, first, n, t0, length, g, row0)
                 if j > 0:  # the block before, fetched while this one is computed
@@ -459,8 +503,12 @@ def backward_tiles(
                                     gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
                                     gan[s, k, c] -= gzf * out[order + r, c]
                 bs, as_ = borrow(bn, s), borrow(an, s)
-                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared, out,
-                                sums, length, order, n)
+                if fuse_energy and s == n_sections - 1:
+                    adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared,
+                                    out, sums, length, order, n, kernels, lane_grad, t0, d_first)
+                else:
+                    adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared,
+                                    out, sums, length, order, n, None, lane_grad, t0, row0)
                 # Lanes innermost: contiguous, so the float64 sums are vector adds.
                 for k in range(order + 1):
                     for c in range(n):
