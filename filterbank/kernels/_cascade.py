@@ -56,7 +56,7 @@ def _frame_weights(lane_grad, frame, cg):
 
 @numba.njit(**JIT)
 def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, xs, out, sums, length, order, n,
-                    kernels, lane_grad, t0, d_first):
+                    kernels, fuse_energy, lane_grad, t0, d_first):
     """Backwards over one block: ``u[t] = g[t] - sum_k a_k u[t+k]`` and, when
     ``want_input``, the input's adjoint ``sum_k b_k u[t+k]``; for a biquad
     also the block's :func:`coefficient_sums` (``inp``, ``xs``, ``out``, ``sums``
@@ -67,12 +67,14 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
     when ``sum_lanes``, is summed over groups into ``lane_sum`` rows (block,
     group) so that one horizontal sum per sample remains.
 
-    With ``kernels`` (not None: a biquad, the last section of an energy call,
-    every lane real over the block, square energies) ``g`` is not read: it is
+    With ``kernels`` (None where the call has no energies) and ``fuse_energy``
+    (a biquad, the last section of an energy call, every lane real over the
+    block, square energies) ``g`` is not read: it is
     the square's gradient formed in the same pass, ``g[t] = (sum_k
     kernels[k, r] lane_grad[f - k]) out[t]`` at the sample's hop phase ``r`` and
     frame ``f`` (time ``t0 + t``, frames from ``d_first``), as
-    :func:`energy_block_adjoint` would have written it.
+    :func:`energy_block_adjoint` would have written it. (A flag rather than a
+    None: one compiled body serves an energy call's fused and plain blocks.)
     """
     group = group_width(us.itemsize)
     for cg in range(0, n, group):
@@ -88,11 +90,14 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
             c1, c2, d1, d2 = c0, c0, c0, c0
             w0, w1, w2 = c0, c0, c0
             # Stretches of one frame each, last to first (one stretch, the block, when g is read).
+            fused = False
+            if kernels is not None:
+                fused = fuse_energy
             t_end = length
             while t_end > 0:
                 t_start = 0
                 phase0 = 0  # the hop phase of row 0, in this stretch's frame
-                if kernels is not None:
+                if kernels is not None and fused:
                     hop = kernels.shape[1]
                     frame = (t0 + t_end - 1) // hop
                     t_start = max(0, frame * hop - t0)
@@ -102,11 +107,13 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
                     t = t_end - 1 - i
                     if kernels is None:
                         gt = vload(g, t, cg)
-                    else:
+                    elif fused:
                         r = np.uintp(phase0 + t)  # unsigned: no wrap-around test per sample
                         y = vload(out, t + 2, cg)
                         k2 = vmul(vsplat(y, kernels[2, r]), w2) if kernels.shape[0] == 3 else vsplat(y, 0.0)
                         gt = vmul(vfma(vsplat(y, kernels[0, r]), w0, vfma(vsplat(y, kernels[1, r]), w1, k2)), y)
+                    else:
+                        gt = vload(g, t, cg)
                     u = vfnma(a1, u1, vfnma(a2, u2, gt))
                     vstore(us, t, cg, u)
                     if sum_lanes:  # unsigned indices: no wrap-around test per sample (t is not negative)
@@ -503,12 +510,9 @@ def backward_tiles(
                                     gbn[s, k, c] += gzf * input_value(signals, shared, shared_input, s, order + r, c)
                                     gan[s, k, c] -= gzf * out[order + r, c]
                 bs, as_ = borrow(bn, s), borrow(an, s)
-                if fuse_energy and s == n_sections - 1:
-                    adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared,
-                                    out, sums, length, order, n, kernels, lane_grad, t0, d_first)
-                else:
-                    adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared,
-                                    out, sums, length, order, n, None, lane_grad, t0, row0)
+                adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, borrow(signals, s), shared, out,
+                                sums, length, order, n, kernels, fuse_energy and s == n_sections - 1, lane_grad, t0,
+                                d_first)
                 # Lanes innermost: contiguous, so the float64 sums are vector adds.
                 for k in range(order + 1):
                     for c in range(n):
