@@ -54,6 +54,18 @@ def _frame_weights(lane_grad, frame, cg):
     return w0, w1, w2
 
 
+@numba.njit(inline="always", **JIT)
+def _store_input_adjoint(g_in, lane_sum, sum_lanes, first_group, t, cg, w):
+    """The input's adjoint ``w`` of sample ``t``, lane group ``cg``: into ``g_in``, or summed over the groups into
+    ``lane_sum`` when the lanes share one input."""
+    if not sum_lanes:
+        vstore(g_in, t, cg, w)
+    elif first_group:
+        vstore(lane_sum, t, 0, w)
+    else:
+        vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+
+
 @numba.njit(**JIT)
 def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, xs, out, sums, length, order, n,
                     kernels, fuse_energy, lane_grad, t0, d_first):
@@ -69,8 +81,8 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
 
     With ``kernels`` (None where the call has no energies) and ``fuse_energy``
     (a biquad, the last section of an energy call, every lane real over the
-    block, square energies) ``g`` is not read: it is
-    the square's gradient formed in the same pass, ``g[t] = (sum_k
+    block, square energies) ``g`` is not read: it is the square's gradient
+    formed in the same pass, ``g[t] = (sum_k
     kernels[k, r] lane_grad[f - k]) out[t]`` at the sample's hop phase ``r`` and
     frame ``f`` (time ``t0 + t``, frames from ``d_first``), as
     :func:`energy_block_adjoint` would have written it. (A flag rather than a
@@ -127,13 +139,8 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
                     d1 = vfma(u, vload(out, t + 1, cg), d1)
                     d2 = vfma(u, vload(out, t, cg), d2)
                     if want_input:
-                        w = vfma(b0, u, vfma(b1, u1, vmul(b2, u2)))
-                        if not sum_lanes:
-                            vstore(g_in, t, cg, w)
-                        elif first_group:
-                            vstore(lane_sum, t, 0, w)
-                        else:
-                            vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+                        _store_input_adjoint(g_in, lane_sum, sum_lanes, first_group, t, cg,
+                                             vfma(b0, u, vfma(b1, u1, vmul(b2, u2))))
                     u2, u1 = u1, u
                 t_end = t_start
             vstore(sums, 0, cg, c0)
@@ -153,12 +160,7 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
             w = vmul(vload(bs, 0, cg), u)
             for k in range(1, order + 1):
                 w = vfma(vload(bs, k, cg), vload(us, t + k, cg), w)
-            if not sum_lanes:
-                vstore(g_in, t, cg, w)
-            elif first_group:
-                vstore(lane_sum, t, 0, w)
-            else:
-                vstore(lane_sum, t, 0, vadd(vload(lane_sum, t, 0), w))
+            _store_input_adjoint(g_in, lane_sum, sum_lanes, first_group, t, cg, w)
     if order != 2:
         coefficient_sums(us, inp, xs, sum_lanes, out, sums, length, order, n)
 
