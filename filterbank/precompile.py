@@ -162,9 +162,12 @@ def precompile(families: Optional[Iterable[str]] = None, dtypes: Iterable[str] =
     kinds = tuple(d for d in DTYPES if d in _checks.names("dtypes", dtypes, tuple(DTYPES)))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = cores if jobs is None else _checks.integer("jobs", jobs, 1)
-    # The children import this very package, wherever it was imported from.
+    # The children import this very package: its folder goes on their path unless it is on ours already
+    # (an installed package's site-packages stays where it is in the path's order).
     root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    env = dict(os.environ)
+    if root not in {str(Path(p).resolve()) for p in sys.path if p}:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
 
     def compile_one(task: tuple[str, str]) -> tuple[tuple[str, str], float]:
         family, dtype = task
