@@ -2,7 +2,7 @@
 # The package as a user gets it: build a wheel, install it into a fresh
 # virtual environment and use it from a folder outside the checkout (no
 # source tree on the path): import, lfilter with gradients, FrontEnd, the RNN layers,
-# `filterbank extract` on a generated wav, `filterbank bench`, and the CUDA
+# `filterbank extract` on a generated wav, `filterbank bench`, `filterbank compile`, and the CUDA
 # sources found inside the installed package. CI runs this after the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,4 +54,7 @@ assert json.loads(open('features/manifest.jsonl').readline())['status'] == 'ok'
 print('wheel: filterbank extract wrote features/clip.npy (8, 51) and its manifest')"
 "$work/venv/bin/filterbank" bench --batch 2 --filters 4 --time 2000 --repeat 1 > bench.txt
 grep -q "filterbank forward+backward" bench.txt
-echo "wheel: filterbank bench ran; the wheel works outside the checkout"
+# The kernels compiled ahead from the installed package (its children import the wheel, not the checkout).
+"$work/venv/bin/filterbank" compile --family sparse --jobs 1 > compile.txt
+grep -q "site-packages" compile.txt && grep -q "done in" compile.txt
+echo "wheel: filterbank bench and filterbank compile ran; the wheel works outside the checkout"
