@@ -44,7 +44,8 @@ from . import _checks
 
 __all__ = ["FAMILIES", "DTYPES", "precompile", "warm", "cache_location"]
 
-FAMILIES = ("filter", "front-end", "banded", "sparse")
+# Longest to compile first (measured), so that with several jobs the last to start is a short one.
+FAMILIES = ("front-end", "filter", "banded", "sparse")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -181,8 +182,6 @@ def precompile(families: Optional[Iterable[str]] = None, dtypes: Iterable[str] =
             report(family, dtype, seconds)
         return task, seconds
 
-    # The longest to compile first (measured: front-end, then filter), so that the last to start is a short one.
-    longest_first = ("front-end", "filter", "banded", "sparse")
-    tasks = [(f, d) for f in longest_first if f in chosen for d in kinds]
+    tasks = [(f, d) for f in FAMILIES if f in chosen for d in kinds]
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks)))) as pool:
         return dict(pool.map(compile_one, tasks))

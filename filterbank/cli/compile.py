@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..precompile import DTYPES, FAMILIES
+from .. import precompile
 from ._options import positive_int
 
 __all__ = ["add_parser"]
@@ -21,9 +21,9 @@ __all__ = ["add_parser"]
 def add_parser(commands) -> argparse.ArgumentParser:
     parser = commands.add_parser("compile", help="compile the CPU kernels into numba's cache ahead of use",
                                  description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dtype", nargs="+", choices=tuple(DTYPES), default=["float32"],
+    parser.add_argument("--dtype", nargs="+", choices=tuple(precompile.DTYPES), default=["float32"],
                         help="compute dtypes to compile for (default float32; float16/bfloat16 compute in float32)")
-    parser.add_argument("--family", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+    parser.add_argument("--family", nargs="+", choices=precompile.FAMILIES, default=list(precompile.FAMILIES),
                         help="kernel families (default all): filter = lfilter/sosfilt, front-end = FrontEnd "
                              "training, inference and streaming, banded = banded_recurrence/BandedRNN/"
                              "CascadeFilterbank, sparse = sparse_recurrence/SparseRNN")
@@ -33,8 +33,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .. import precompile
-
     start = time.perf_counter()
     print(f"compiling into {precompile.cache_location()}")
     precompile.precompile(args.family, args.dtype, args.jobs,

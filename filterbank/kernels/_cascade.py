@@ -109,7 +109,7 @@ def adjoint_section(us, g, g_in, lane_sum, sum_lanes, want_input, bs, as_, inp, 
             while t_end > 0:
                 t_start = 0
                 phase0 = 0  # the hop phase of row 0, in this stretch's frame
-                if kernels is not None and fused:
+                if kernels is not None and fused:  # (the first test lets numba drop this where kernels is None)
                     hop = kernels.shape[1]
                     frame = (t0 + t_end - 1) // hop
                     t_start = max(0, frame * hop - t0)
